@@ -9,6 +9,7 @@ mod contract;
 mod digest;
 mod name;
 mod state;
+pub mod text;
 
 pub use contract::{
     Access, Contract, EnvName, Executable, FsGrant, GrantPath, HostPattern, LimitKind, LimitUnit,

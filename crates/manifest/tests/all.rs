@@ -1,0 +1,4 @@
+//! Integration tests of skillcell-manifest, one binary.
+
+mod cases;
+mod reference;
