@@ -96,25 +96,22 @@ pub(crate) fn read_fields(root: Option<&Node>, out: &mut Vec<Finding>) -> Fields
                 }
             }
             "description" => {
-                if let Some(s) = string(key, value, true, out) {
-                    if check_len(key, &s, MAX_DESCRIPTION, out) {
+                if let Some(s) = string(key, value, true, out)
+                    && check_len(key, &s, MAX_DESCRIPTION, out) {
                         fields.description = Some(s.value);
                     }
-                }
             }
             "compatibility" => {
-                if let Some(s) = string(key, value, true, out) {
-                    if check_len(key, &s, MAX_COMPATIBILITY, out) {
+                if let Some(s) = string(key, value, true, out)
+                    && check_len(key, &s, MAX_COMPATIBILITY, out) {
                         fields.compatibility = Some(s.value);
                     }
-                }
             }
             "license" => {
-                if let Some(s) = string(key, value, false, out) {
-                    if check_len(key, &s, 1024, out) {
+                if let Some(s) = string(key, value, false, out)
+                    && check_len(key, &s, 1024, out) {
                         fields.license = Some(s.value);
                     }
-                }
             }
             "allowed-tools" => fields.allowed_tools = allowed_tools(key, value, out),
             "metadata" => fields.metadata = metadata(key, value, out),

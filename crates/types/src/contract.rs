@@ -337,7 +337,7 @@ impl LimitKind {
             LimitUnit::Count => value.to_string(),
             LimitUnit::Bytes => {
                 for (size, suffix) in [(GIB, "G"), (MIB, "M"), (KIB, "K")] {
-                    if value >= size && value % size == 0 {
+                    if value >= size && value.is_multiple_of(size) {
                         return format!("{}{suffix}", value / size);
                     }
                 }
@@ -345,7 +345,7 @@ impl LimitKind {
             }
             LimitUnit::Duration => {
                 for (size, suffix) in [(3600 * SEC, "h"), (60 * SEC, "m"), (SEC, "s")] {
-                    if value >= size && value % size == 0 {
+                    if value >= size && value.is_multiple_of(size) {
                         return format!("{}{suffix}", value / size);
                     }
                 }

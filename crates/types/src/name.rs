@@ -71,10 +71,7 @@ impl fmt::Debug for SkillName {
 }
 
 impl<'de> Deserialize<'de> for SkillName {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>
-    where
-        D: Deserializer<'de>,
-    {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
         Self::new(&s).map_err(serde::de::Error::custom)
     }
