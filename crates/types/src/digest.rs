@@ -75,6 +75,24 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// SHA-256 over data given in pieces.
+#[derive(Clone, Debug, Default)]
+pub struct StreamingDigest(Sha256);
+
+impl StreamingDigest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Digest {
+        Digest(self.0.finalize().into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,6 @@ pub use contract::{
     Access, Contract, EnvName, Executable, FsGrant, GrantPath, HostPattern, LimitKind, LimitUnit,
     Limits, NetRule, Profile, Runtime,
 };
-pub use digest::{Digest, DigestParseError};
+pub use digest::{Digest, DigestParseError, StreamingDigest};
 pub use name::{NameError, SkillName};
 pub use state::{Decision, VersionState};
