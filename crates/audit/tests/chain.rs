@@ -1,0 +1,146 @@
+//! The chain detects edited, deleted, inserted and reordered records, and a cut-off tail; an
+//! untouched trail verifies (positive control).
+
+use std::fs;
+
+use skillcell_audit::{Actor, AuditLog, Event, Role};
+use skillcell_types::Decision;
+
+fn trail(n: usize) -> (tempfile::TempDir, AuditLog) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = AuditLog::new(dir.path().join("audit"));
+    for i in 0..n {
+        let actor = Actor::current(Role::Developer);
+        log.append(
+            Event::new(actor, "install", Decision::Allow, format!("event {i}"))
+                .skill(format!("skill-{i}")),
+        )
+        .expect("append");
+    }
+    (dir, log)
+}
+
+fn lines(log: &AuditLog) -> Vec<String> {
+    fs::read_to_string(log.log_path())
+        .expect("read")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn rewrite(log: &AuditLog, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    fs::write(log.log_path(), text).expect("write");
+}
+
+fn codes(log: &AuditLog) -> Vec<&'static str> {
+    log.verify()
+        .expect("verify runs")
+        .problems
+        .iter()
+        .map(|p| p.code)
+        .collect()
+}
+
+#[test]
+fn untouched_trail_verifies() {
+    let (_d, log) = trail(5);
+    let v = log.verify().expect("verify");
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!(v.records, 5);
+    let all = log.read_all().expect("read");
+    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(all[1].prev, all[0].hash);
+}
+
+#[test]
+fn edited_record_is_detected() {
+    let (_d, log) = trail(5);
+    let mut l = lines(&log);
+    l[2] = l[2].replace("\"decision\":\"allow\"", "\"decision\":\"deny\"");
+    rewrite(&log, &l);
+    assert!(codes(&log).contains(&"hash_mismatch"), "{:?}", codes(&log));
+}
+
+#[test]
+fn edited_record_with_recomputed_hash_breaks_the_chain() {
+    let (_d, log) = trail(5);
+    let mut records = log.read_all().expect("read");
+    records[2].event.reason = "nothing to see".into();
+    records[2].hash = records[2].computed_hash();
+    let l: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("json"))
+        .collect();
+    rewrite(&log, &l);
+    assert!(codes(&log).contains(&"chain_broken"), "{:?}", codes(&log));
+}
+
+#[test]
+fn deleted_record_is_detected() {
+    let (_d, log) = trail(5);
+    let mut l = lines(&log);
+    l.remove(1);
+    rewrite(&log, &l);
+    let c = codes(&log);
+    assert!(c.contains(&"chain_broken") && c.contains(&"sequence_gap"), "{c:?}");
+}
+
+#[test]
+fn deleted_last_record_is_detected_by_the_head() {
+    let (_d, log) = trail(5);
+    let mut l = lines(&log);
+    l.pop();
+    rewrite(&log, &l);
+    assert_eq!(codes(&log), ["head_mismatch"]);
+}
+
+#[test]
+fn reordered_records_are_detected() {
+    let (_d, log) = trail(5);
+    let mut l = lines(&log);
+    l.swap(1, 3);
+    rewrite(&log, &l);
+    assert!(codes(&log).contains(&"chain_broken"), "{:?}", codes(&log));
+}
+
+#[test]
+fn injected_newlines_stay_inside_one_record() {
+    let (_d, log) = trail(1);
+    let forged = "x\n{\"seq\":99,\"op\":\"approve\"}";
+    log.append(Event::new(
+        Actor::current(Role::Executor),
+        "resolve",
+        Decision::Deny,
+        forged,
+    ))
+    .expect("append");
+    assert_eq!(lines(&log).len(), 2);
+    assert!(log.verify().expect("verify").ok());
+    assert_eq!(log.read_all().expect("read")[1].event.reason, forged);
+}
+
+#[test]
+fn concurrent_appends_keep_the_chain() {
+    let (_d, log) = trail(0);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let log = log.clone();
+            s.spawn(move || {
+                for i in 0..25 {
+                    log.append(Event::new(
+                        Actor::current(Role::Executor),
+                        "resolve",
+                        Decision::Allow,
+                        format!("{t}-{i}"),
+                    ))
+                    .expect("append");
+                }
+            });
+        }
+    });
+    let v = log.verify().expect("verify");
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!(v.records, 100);
+}
