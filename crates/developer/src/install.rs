@@ -1,0 +1,714 @@
+//! `skillcell install PATH`: a folder, a `.zip` or a `.skill` archive into the store.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use skillcell_manifest::Report;
+use skillcell_store::tree::{self, TreeListing};
+use skillcell_types::{Contract, Decision, Digest, SkillName};
+
+use crate::fsutil::{Staging, force_remove_dir, make_read_only};
+use crate::{DevError, Developer, now};
+
+/// Caps applied while copying or extracting a skill.
+#[derive(Clone, Debug)]
+pub struct InstallLimits {
+    /// Largest single file.
+    pub max_file_bytes: u64,
+    /// Largest skill, all files together (after extraction).
+    pub max_total_bytes: u64,
+    /// Most files and directories.
+    pub max_entries: usize,
+    /// Deepest directory nesting.
+    pub max_depth: usize,
+    /// Largest expansion ratio of an archive (uncompressed / compressed), for archives whose
+    /// content exceeds one MiB.
+    pub max_ratio: u64,
+}
+
+impl Default for InstallLimits {
+    /// 32 MiB per file, 256 MiB per skill, 10 000 entries, depth 32, expansion ratio 100.
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 32 << 20,
+            max_total_bytes: 256 << 20,
+            max_entries: 10_000,
+            max_depth: 32,
+            max_ratio: 100,
+        }
+    }
+}
+
+/// Why a skill package was refused before its SKILL.md was even read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// Stable code: `symlink_escape`, `symlink_dir`, `hard_link`, `special_file`,
+    /// `absolute_member`, `dotdot_member`, `duplicate_member`, `symlink_member`, `file_too_large`,
+    /// `too_many_entries`, `too_deep`, `zip_bomb`, `bad_name`, `not_a_skill`, `bad_archive`.
+    pub code: &'static str,
+    /// The file concerned, relative to the package.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{}] {}: {}",
+            self.code,
+            skillcell_types::text::escape(&self.path),
+            skillcell_types::text::escape(&self.message)
+        )
+    }
+}
+
+fn refuse(code: &'static str, path: impl Into<String>, message: impl Into<String>) -> DevError {
+    DevError::Refused(Refusal {
+        code,
+        path: path.into(),
+        message: message.into(),
+    })
+}
+
+/// What `install` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstallOutcome {
+    pub name: SkillName,
+    pub seq: u32,
+    pub tree_hash: Digest,
+    pub contract_hash: Digest,
+    pub contract: Contract,
+    pub files: usize,
+    pub bytes: u64,
+    /// The same tree and contract were already the current version: nothing changed.
+    pub unchanged: bool,
+    /// Warnings from the SKILL.md checks.
+    pub warnings: Report,
+}
+
+struct Budget<'a> {
+    limits: &'a InstallLimits,
+    entries: usize,
+    bytes: u64,
+}
+
+impl Budget<'_> {
+    fn entry(&mut self, rel: &str, depth: usize) -> Result<(), DevError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(refuse(
+                "too_many_entries",
+                rel,
+                format!(
+                    "the skill has more than {} files and directories",
+                    self.limits.max_entries
+                ),
+            ));
+        }
+        if depth > self.limits.max_depth {
+            return Err(refuse(
+                "too_deep",
+                rel,
+                format!("nested deeper than {} directories", self.limits.max_depth),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies at most the file cap from `src` to `dst`, counting against the total.
+    fn copy(&mut self, rel: &str, src: &mut dyn Read, dst: &mut File) -> Result<u64, DevError> {
+        let cap = self.limits.max_file_bytes;
+        let mut limited = src.take(cap + 1);
+        let n = io::copy(&mut limited, dst).map_err(DevError::io(rel))?;
+        if n > cap {
+            return Err(refuse(
+                "file_too_large",
+                rel,
+                format!("larger than the {} byte cap per file", cap),
+            ));
+        }
+        self.bytes += n;
+        if self.bytes > self.limits.max_total_bytes {
+            return Err(refuse(
+                "zip_bomb",
+                rel,
+                format!(
+                    "the skill expands beyond the {} byte cap",
+                    self.limits.max_total_bytes
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+fn new_file(path: &Path, executable: bool) -> Result<File, DevError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o755 } else { 0o644 })
+        .open(path)
+        .map_err(DevError::io(path))
+}
+
+/// Copies a skill folder into `dst`, refusing anything that is not a plain file or directory
+/// inside the folder.
+fn stage_dir(src_root: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<(), DevError> {
+    let canon_root = src_root.canonicalize().map_err(DevError::io(src_root))?;
+    let mut budget = Budget {
+        limits,
+        entries: 0,
+        bytes: 0,
+    };
+    fs::create_dir(dst_root).map_err(DevError::io(dst_root))?;
+    copy_dir(&canon_root, &canon_root, dst_root, 0, &mut budget)
+}
+
+fn copy_dir(
+    root: &Path,
+    dir: &Path,
+    dst: &Path,
+    depth: usize,
+    budget: &mut Budget<'_>,
+) -> Result<(), DevError> {
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(DevError::io(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(DevError::io(dir))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let rel = tree::rel_name(root, &path).ok_or_else(|| {
+            refuse(
+                "bad_name",
+                &shown,
+                "file names must be UTF-8 without control characters; rename it",
+            )
+        })?;
+        budget.entry(&rel, depth + 1)?;
+        let meta = fs::symlink_metadata(&path).map_err(DevError::io(&path))?;
+        let target = dst.join(entry.file_name());
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&target).map_err(DevError::io(&target))?;
+            copy_dir(root, &path, &target, depth + 1, budget)?;
+        } else if ft.is_file() {
+            copy_file(&rel, &path, &meta, &target, budget)?;
+        } else if ft.is_symlink() {
+            let resolved = path.canonicalize().map_err(|_| {
+                refuse(
+                    "symlink_escape",
+                    &rel,
+                    "the symlink points nowhere; remove it",
+                )
+            })?;
+            if !resolved.starts_with(root) {
+                return Err(refuse(
+                    "symlink_escape",
+                    &rel,
+                    format!(
+                        "the symlink leaves the skill folder (to {}); copy what it needs into the folder",
+                        resolved.display()
+                    ),
+                ));
+            }
+            let tmeta = fs::metadata(&resolved).map_err(DevError::io(&resolved))?;
+            if !tmeta.is_file() {
+                return Err(refuse(
+                    "symlink_dir",
+                    &rel,
+                    "symlinks to directories are not supported; make it a real directory",
+                ));
+            }
+            // A symlink to a file inside the folder is stored as a copy of that file.
+            copy_file(&rel, &resolved, &tmeta, &target, budget)?;
+        } else {
+            return Err(refuse(
+                "special_file",
+                &rel,
+                "devices, FIFOs and sockets cannot be part of a skill; remove it",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(
+    rel: &str,
+    src: &Path,
+    meta: &fs::Metadata,
+    dst: &Path,
+    budget: &mut Budget<'_>,
+) -> Result<(), DevError> {
+    if meta.nlink() > 1 {
+        return Err(refuse(
+            "hard_link",
+            rel,
+            "the file is a hard link, which can alias a file outside the folder; replace it with a copy",
+        ));
+    }
+    if meta.len() > budget.limits.max_file_bytes {
+        return Err(refuse(
+            "file_too_large",
+            rel,
+            format!(
+                "{} bytes; the cap per file is {}",
+                meta.len(),
+                budget.limits.max_file_bytes
+            ),
+        ));
+    }
+    let mut input = File::open(src).map_err(DevError::io(src))?;
+    let mut out = new_file(dst, meta.permissions().mode() & 0o111 != 0)?;
+    budget.copy(rel, &mut input, &mut out)?;
+    Ok(())
+}
+
+/// The normalized relative path of an archive member, or a refusal.
+fn member_path(raw: &[u8]) -> Result<(Vec<String>, bool), DevError> {
+    let name = std::str::from_utf8(raw).map_err(|_| {
+        refuse(
+            "bad_name",
+            String::from_utf8_lossy(raw),
+            "member names must be UTF-8",
+        )
+    })?;
+    if name.starts_with('/') || name.contains('\\') || name.get(1..2) == Some(":") {
+        return Err(refuse(
+            "absolute_member",
+            name,
+            "the archive member has an absolute path; archives must hold relative paths",
+        ));
+    }
+    let is_dir = name.ends_with('/');
+    let mut parts = Vec::new();
+    for part in name.trim_end_matches('/').split('/') {
+        match part {
+            ".." => {
+                return Err(refuse(
+                    "dotdot_member",
+                    name,
+                    "the archive member climbs out with `..`; rebuild the archive from the skill folder",
+                ));
+            }
+            "" | "." => {
+                return Err(refuse(
+                    "bad_name",
+                    name,
+                    "the archive member has an empty or `.` path component",
+                ));
+            }
+            p if p.chars().any(char::is_control) => {
+                return Err(refuse(
+                    "bad_name",
+                    name,
+                    "member names must not contain control characters",
+                ));
+            }
+            p => parts.push(p.to_owned()),
+        }
+    }
+    Ok((parts, is_dir))
+}
+
+/// Extracts a zip archive into `dst_root`, with every cap checked against the bytes actually
+/// produced (never the sizes the archive claims).
+fn stage_zip(archive: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<(), DevError> {
+    let file = File::open(archive).map_err(DevError::io(archive))?;
+    let archive_len = file.metadata().map_err(DevError::io(archive))?.len().max(1);
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| {
+        refuse(
+            "bad_archive",
+            archive.display().to_string(),
+            format!("not a readable zip archive: {e}"),
+        )
+    })?;
+    if zip.len() > limits.max_entries {
+        return Err(refuse(
+            "too_many_entries",
+            archive.display().to_string(),
+            format!(
+                "the archive has {} members; the cap is {}",
+                zip.len(),
+                limits.max_entries
+            ),
+        ));
+    }
+    let mut budget = Budget {
+        limits,
+        entries: 0,
+        bytes: 0,
+    };
+    fs::create_dir(dst_root).map_err(DevError::io(dst_root))?;
+    let mut seen = BTreeSet::new();
+    for i in 0..zip.len() {
+        let mut member = zip.by_index(i).map_err(|e| {
+            refuse(
+                "bad_archive",
+                format!("member {i}"),
+                format!("unreadable member: {e}"),
+            )
+        })?;
+        let (parts, is_dir_name) = member_path(member.name_raw())?;
+        let rel = parts.join("/");
+        if !seen.insert(rel.clone()) {
+            return Err(refuse(
+                "duplicate_member",
+                &rel,
+                "the archive holds this path twice; which one would be hashed is ambiguous",
+            ));
+        }
+        budget.entry(&rel, parts.len())?;
+        let mode = member.unix_mode().unwrap_or(0);
+        let kind = mode & 0o170000;
+        if kind == 0o120000 {
+            return Err(refuse(
+                "symlink_member",
+                &rel,
+                "archives may not contain symlinks; store the file itself",
+            ));
+        }
+        if kind != 0 && kind != 0o100000 && kind != 0o040000 {
+            return Err(refuse(
+                "special_file",
+                &rel,
+                "devices, FIFOs and sockets cannot be part of a skill",
+            ));
+        }
+        let target = parts
+            .iter()
+            .fold(dst_root.to_path_buf(), |p, part| p.join(part));
+        if member.is_dir() || is_dir_name || kind == 0o040000 {
+            fs::create_dir_all(&target).map_err(DevError::io(&target))?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(DevError::io(parent))?;
+        }
+        if member.size() > limits.max_file_bytes {
+            return Err(refuse(
+                "file_too_large",
+                &rel,
+                format!(
+                    "{} bytes; the cap per file is {}",
+                    member.size(),
+                    limits.max_file_bytes
+                ),
+            ));
+        }
+        let compressed = member.compressed_size().max(1);
+        let mut out = new_file(&target, mode & 0o111 != 0)?;
+        let n = budget.copy(&rel, &mut member, &mut out)?;
+        if n > (1 << 20) && n / compressed > limits.max_ratio {
+            return Err(refuse(
+                "zip_bomb",
+                &rel,
+                format!(
+                    "expands {}x; the cap is {}x",
+                    n / compressed,
+                    limits.max_ratio
+                ),
+            ));
+        }
+    }
+    if budget.bytes > (1 << 20) && budget.bytes / archive_len > limits.max_ratio {
+        return Err(refuse(
+            "zip_bomb",
+            archive.display().to_string(),
+            format!(
+                "the archive expands {}x; the cap is {}x",
+                budget.bytes / archive_len,
+                limits.max_ratio
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Moves the extracted archive into `stage/<name>/`: SKILL.md at the top (named after the
+/// archive) or one top-level folder holding SKILL.md.
+fn locate_archive_skill(extracted: &Path, stage: &Path, stem: &str) -> Result<PathBuf, DevError> {
+    if extracted.join("SKILL.md").is_file() {
+        let dst = stage.join(stem);
+        fs::rename(extracted, &dst).map_err(DevError::io(&dst))?;
+        return Ok(dst);
+    }
+    let entries: Vec<PathBuf> = fs::read_dir(extracted)
+        .map_err(DevError::io(extracted))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    if let [only] = entries.as_slice() {
+        if only.is_dir() && only.join("SKILL.md").is_file() {
+            let name = only.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            let dst = stage.join(name);
+            fs::rename(only, &dst).map_err(DevError::io(&dst))?;
+            return Ok(dst);
+        }
+    }
+    Err(refuse(
+        "not_a_skill",
+        stem,
+        "the archive holds no SKILL.md at its top or in its single top-level folder",
+    ))
+}
+
+impl Developer {
+    /// Installs the skill at `source` (folder, `.zip` or `.skill`). All or nothing.
+    pub fn install(&mut self, source: &Path) -> Result<InstallOutcome, DevError> {
+        let result = self.install_inner(source);
+        if let Err(e) = &result {
+            let reason = match e {
+                DevError::Manifest(r) => format!("SKILL.md refused: {} error(s)", r.errors().count()),
+                other => other.to_string(),
+            };
+            self.audit(
+                self.event("install", Decision::Deny, reason)
+                    .details(serde_json::json!({"source": source.display().to_string()})),
+            )?;
+        }
+        result
+    }
+
+    fn install_inner(&mut self, source: &Path) -> Result<InstallOutcome, DevError> {
+        let meta = fs::metadata(source).map_err(DevError::io(source))?;
+        let staging = Staging::new(&self.home.staging_dir())
+            .map_err(DevError::io(self.home.staging_dir()))?;
+        let staged = if meta.is_dir() {
+            let folder = source
+                .canonicalize()
+                .map_err(DevError::io(source))?
+                .file_name()
+                .map(|n| n.to_os_string())
+                .ok_or_else(|| refuse("not_a_skill", source.display().to_string(), "not a skill folder"))?;
+            let dst = staging.path.join(folder);
+            stage_dir(source, &dst, &self.limits)?;
+            dst
+        } else {
+            let file_name = source
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let stem = file_name
+                .strip_suffix(".zip")
+                .or_else(|| file_name.strip_suffix(".skill"))
+                .ok_or_else(|| {
+                    refuse(
+                        "not_a_skill",
+                        source.display().to_string(),
+                        "install takes a skill folder, a .zip or a .skill archive",
+                    )
+                })?;
+            let extracted = staging.path.join(".extract");
+            stage_zip(source, &extracted, &self.limits)?;
+            locate_archive_skill(&extracted, &staging.path, stem)?
+        };
+
+        let loaded = skillcell_manifest::load_dir(&staged).map_err(DevError::Manifest)?;
+        let manifest = loaded.manifest;
+        let listing: TreeListing = tree::hash_dir(&staged).map_err(|e| DevError::Io {
+            path: staged.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let contract_hash = manifest.contract.digest();
+        let name = manifest.name.clone();
+
+        if let Some(current) = self.current_hashes(name.as_str())? {
+            if current.0 == listing.hash && current.1 == contract_hash && current.3 == "usable" {
+                self.audit(
+                    self.event("install", Decision::Allow, "already installed, unchanged")
+                        .skill(name.as_str())
+                        .version(listing.hash),
+                )?;
+                return Ok(InstallOutcome {
+                    name,
+                    seq: current.2,
+                    tree_hash: listing.hash,
+                    contract_hash,
+                    contract: manifest.contract,
+                    files: listing.files.len(),
+                    bytes: listing.total_bytes(),
+                    unchanged: true,
+                    warnings: loaded.report,
+                });
+            }
+        }
+
+        let created_tree = self.place_tree(&staged, &listing.hash)?;
+        match self.record_version(&manifest, &listing, &contract_hash, source) {
+            Ok(seq) => {
+                self.audit(
+                    self.event("install", Decision::Allow, "installed and marked usable")
+                        .skill(name.as_str())
+                        .version(listing.hash)
+                        .details(serde_json::json!({
+                            "source": source.display().to_string(),
+                            "seq": seq,
+                            "contract_hash": contract_hash.to_string(),
+                            "profile": manifest.contract.profile,
+                            "files": listing.files.len(),
+                            "bytes": listing.total_bytes(),
+                        })),
+                )?;
+                Ok(InstallOutcome {
+                    name,
+                    seq,
+                    tree_hash: listing.hash,
+                    contract_hash,
+                    contract: manifest.contract,
+                    files: listing.files.len(),
+                    bytes: listing.total_bytes(),
+                    unchanged: false,
+                    warnings: loaded.report,
+                })
+            }
+            Err(e) => {
+                if created_tree {
+                    let _ = force_remove_dir(&self.home.tree_dir(&listing.hash));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// (tree hash, contract hash, seq, state) of the current version of `name`.
+    fn current_hashes(&self, name: &str) -> Result<Option<(Digest, Digest, u32, String)>, DevError> {
+        let row: Option<(String, String, u32, String)> = self
+            .conn
+            .query_row(
+                "SELECT v.tree_hash, v.contract_hash, v.seq, v.state FROM skills s \
+                 JOIN versions v ON v.id = s.current_version WHERE s.name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(row.and_then(|(t, c, s, st)| Some((t.parse().ok()?, c.parse().ok()?, s, st))))
+    }
+
+    /// Makes the staged tree read-only and moves it to `trees/<hash>`. Returns whether a new
+    /// tree was created (false: an intact identical tree was already there).
+    fn place_tree(&self, staged: &Path, hash: &Digest) -> Result<bool, DevError> {
+        let dst = self.home.tree_dir(hash);
+        if dst.exists() {
+            let intact = tree::hash_dir(&dst).map(|l| l.hash == *hash).unwrap_or(false);
+            if intact {
+                return Ok(false);
+            }
+            // A tampered copy of the same content: replace it with the fresh one.
+            force_remove_dir(&dst).map_err(DevError::io(&dst))?;
+        }
+        make_read_only(staged).map_err(DevError::io(staged))?;
+        fs::rename(staged, &dst).map_err(DevError::io(&dst))?;
+        // Re-check what landed: the bytes in the store are the bytes that were hashed.
+        let landed = tree::hash_dir(&dst).map(|l| l.hash).ok();
+        if landed != Some(*hash) {
+            let _ = force_remove_dir(&dst);
+            return Err(DevError::Io {
+                path: dst,
+                source: io::Error::other("the tree changed while it was being installed"),
+            });
+        }
+        Ok(true)
+    }
+
+    fn record_version(
+        &mut self,
+        manifest: &skillcell_manifest::Manifest,
+        listing: &TreeListing,
+        contract_hash: &Digest,
+        source: &Path,
+    ) -> Result<u32, DevError> {
+        let actor = self.actor_label();
+        let at = now();
+        let contract_json =
+            serde_json::to_string(&manifest.contract).map_err(|e| DevError::Io {
+                path: source.to_path_buf(),
+                source: io::Error::other(e),
+            })?;
+        let name = manifest.name.as_str();
+        self.in_tx(|tx| -> rusqlite::Result<u32> {
+            tx.execute(
+                "INSERT OR IGNORE INTO skills (name, current_version, created_at) VALUES (?1, NULL, ?2)",
+                params![name, at],
+            )?;
+            let seq: u32 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE skill = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO versions (skill, seq, tree_hash, contract_hash, contract_json, \
+                 description, source, file_count, total_bytes, installed_at, installed_by, \
+                 state, state_reason, state_changed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'usable', NULL, ?10)",
+                params![
+                    name,
+                    seq,
+                    listing.hash.to_string(),
+                    contract_hash.to_string(),
+                    contract_json,
+                    manifest.description,
+                    source.display().to_string(),
+                    i64::try_from(listing.files.len()).unwrap_or(i64::MAX),
+                    i64::try_from(listing.total_bytes()).unwrap_or(i64::MAX),
+                    at,
+                    actor,
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE skills SET current_version = ?1 WHERE name = ?2",
+                params![id, name],
+            )?;
+            tx.execute(
+                "INSERT INTO history (at, skill, version_id, tree_hash, event, actor, detail) \
+                 VALUES (?1, ?2, ?3, ?4, 'install', ?5, ?6)",
+                params![
+                    at,
+                    name,
+                    id,
+                    listing.hash.to_string(),
+                    actor,
+                    format!("seq {seq} from {}", source.display())
+                ],
+            )?;
+            Ok(seq)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_path;
+
+    #[test]
+    fn member_paths() {
+        assert_eq!(
+            member_path(b"skill/SKILL.md").map(|p| p.0).ok(),
+            Some(vec!["skill".to_owned(), "SKILL.md".to_owned()])
+        );
+        assert!(member_path(b"skill/").map(|p| p.1).unwrap_or(false));
+        for (bad, code) in [
+            (&b"/etc/passwd"[..], "absolute_member"),
+            (b"C:/x", "absolute_member"),
+            (b"a\\b", "absolute_member"),
+            (b"../x", "dotdot_member"),
+            (b"a/../../x", "dotdot_member"),
+            (b"a//b", "bad_name"),
+            (b"\xff", "bad_name"),
+        ] {
+            match member_path(bad) {
+                Err(crate::DevError::Refused(r)) => assert_eq!(r.code, code, "{bad:?}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The developer role: install, remove, roll back and verify skills, and scaffold new ones.
+//!
+//! This is the only crate that writes the store (`store/trees`, `store/staging`) or the
+//! registry. Installs are all-or-nothing: a skill is built in a private staging dir, checked
+//! (no symlink leaving the folder, no hard links, devices, FIFOs or sockets, no archive member
+//! with an absolute or `..` path, size, count and expansion caps), validated as a SKILL.md,
+//! hashed, made read-only and renamed into place; only then is the registry written, in one
+//! transaction. Every operation appends to the audit trail.
+//!
+//! Not here: running skills (the executor role), human approval (admission, later).
+
+mod fsutil;
+mod install;
+mod ops;
+mod scaffold;
+
+use std::fs;
+use std::path::PathBuf;
+
+use rusqlite::Connection;
+use skillcell_audit::{Actor, AuditError, AuditLog, Event, Role};
+use skillcell_store::{Home, RegistryError, RegistryReader, SCHEMA, SCHEMA_VERSION};
+use skillcell_types::Decision;
+
+pub use install::{InstallLimits, InstallOutcome, Refusal};
+pub use ops::{RollbackOutcome, VerifyFinding, VerifyReport};
+pub use scaffold::{ScaffoldError, scaffold};
+
+/// Errors of the developer role.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("registry {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    #[error("SKILL.md is not valid:\n{0}")]
+    Manifest(skillcell_manifest::Report),
+    #[error("no skill named `{0}` is installed (see `skillcell list`)")]
+    UnknownSkill(String),
+    #[error("`{name}` has no earlier usable version to roll back to")]
+    NoPrevious { name: String },
+}
+
+impl DevError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}
+
+/// A session of the developer role on one data dir.
+#[derive(Debug)]
+pub struct Developer {
+    home: Home,
+    conn: Connection,
+    audit: AuditLog,
+    actor: Actor,
+    limits: InstallLimits,
+}
+
+impl Developer {
+    /// Opens the data dir for writing, creating and migrating what is missing.
+    pub fn open(home: Home) -> Result<Self, DevError> {
+        for dir in [
+            home.trees_dir(),
+            home.staging_dir(),
+            home.registry_dir(),
+            home.audit_dir(),
+        ] {
+            fs::create_dir_all(&dir).map_err(DevError::io(&dir))?;
+        }
+        let path = home.registry_db();
+        let sql = |source| DevError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        // DELETE journal mode: readers need no write access (WAL would need the -shm file).
+        conn.pragma_update(None, "journal_mode", "DELETE")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql)?;
+        match version {
+            0 => {
+                conn.execute_batch(SCHEMA).map_err(sql)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(sql)?;
+            }
+            SCHEMA_VERSION => {}
+            found => {
+                return Err(RegistryError::SchemaVersion {
+                    path: path.clone(),
+                    found,
+                }
+                .into());
+            }
+        }
+        let audit = AuditLog::new(home.audit_dir());
+        Ok(Self {
+            home,
+            conn,
+            audit,
+            actor: Actor::current(Role::Developer),
+            limits: InstallLimits::default(),
+        })
+    }
+
+    /// Replaces the install caps (tests use small ones).
+    pub fn with_limits(mut self, limits: InstallLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// A read-only view of the registry.
+    pub fn reader(&self) -> Result<RegistryReader, DevError> {
+        Ok(RegistryReader::open(&self.home.registry_db())?)
+    }
+
+    pub(crate) fn sql(&self, source: rusqlite::Error) -> DevError {
+        DevError::Sqlite {
+            path: self.home.registry_db(),
+            source,
+        }
+    }
+
+    /// Runs `f` in one transaction; commits only if it succeeds.
+    pub(crate) fn in_tx<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, DevError> {
+        let path = self.home.registry_db();
+        let sql = |source| DevError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        let value = f(&tx).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(value)
+    }
+
+    pub(crate) fn event(&self, op: &str, decision: Decision, reason: impl Into<String>) -> Event {
+        Event::new(self.actor.clone(), op, decision, reason)
+    }
+
+    pub(crate) fn audit(&self, event: Event) -> Result<(), DevError> {
+        self.audit.append(event)?;
+        Ok(())
+    }
+
+    pub(crate) fn actor_label(&self) -> String {
+        format!("{}(uid {})", self.actor.user, self.actor.uid)
+    }
+}
+
+pub(crate) fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
