@@ -1,0 +1,171 @@
+//! The executor role: the side of skillcell that agents reach (run, later serve and mcp).
+//!
+//! Before it touches a skill, [`Executor::enter`] restricts the process with Landlock so that
+//! it can write only its run-state dir and the audit trail; the store and the registry are
+//! read-only to it by the kernel, whatever bugs the rest of the code has. The crate depends on
+//! `skillcell-store` for reading and has no dependency on `skillcell-developer`, so no code
+//! path here can reach a store write.
+//!
+//! [`Executor::resolve`] is the gate every run passes: the current version must be usable and
+//! its files must still hash to the tree hash recorded at install. Each decision is audited.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+use skillcell_audit::{Actor, AuditError, AuditLog, Event, Role};
+use skillcell_sandbox_linux::{LandlockError, LandlockReport, restrict_writes};
+use skillcell_store::{Home, RegistryError, RegistryReader, VersionRecord, tree};
+use skillcell_types::{Decision, Digest, VersionState};
+
+/// Errors of the executor role.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot prepare {path}: {source}")]
+    Prepare {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Landlock(#[from] LandlockError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("refused to load `{name}`: {reason}")]
+    Refused {
+        name: String,
+        /// Stable code: `not_usable`, `tampered`, `unknown_skill`.
+        code: &'static str,
+        reason: String,
+    },
+}
+
+/// An executor that has restricted itself.
+#[derive(Debug)]
+pub struct Executor {
+    home: Home,
+    registry: RegistryReader,
+    audit: AuditLog,
+    actor: Actor,
+    landlock: LandlockReport,
+}
+
+/// A version that passed the gate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Resolved {
+    pub version: VersionRecord,
+    /// The read-only installed folder.
+    pub dir: PathBuf,
+    /// Time spent re-hashing the tree, in microseconds.
+    pub integrity_check_us: u128,
+}
+
+impl Executor {
+    /// Creates the run-state and audit dirs if needed, then restricts this process (and all
+    /// it starts) to writing only those two dirs. Call it while single-threaded; fails closed
+    /// if Landlock is unavailable.
+    pub fn enter(home: Home) -> Result<Self, ExecError> {
+        let run = home.run_dir();
+        let audit_dir = home.audit_dir();
+        for dir in [&run, &audit_dir] {
+            fs::create_dir_all(dir).map_err(|source| ExecError::Prepare {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let landlock = restrict_writes(&[&run, &audit_dir])?;
+        let registry = RegistryReader::open(&home.registry_db())?;
+        let audit = AuditLog::new(audit_dir);
+        Ok(Self {
+            home,
+            registry,
+            audit,
+            actor: Actor::current(Role::Executor),
+            landlock,
+        })
+    }
+
+    pub fn landlock(&self) -> &LandlockReport {
+        &self.landlock
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Checks that `name`'s current version may run and is intact; audits the decision.
+    pub fn resolve(&self, name: &str) -> Result<Resolved, ExecError> {
+        let outcome = self.check(name);
+        let event = match &outcome {
+            Ok(r) => Event::new(self.actor.clone(), "resolve", Decision::Allow, "usable and intact")
+                .skill(name)
+                .version(r.version.tree_hash)
+                .details(serde_json::json!({
+                    "seq": r.version.seq,
+                    "contract_hash": r.version.contract_hash.to_string(),
+                    "integrity_check_us": r.integrity_check_us,
+                })),
+            Err((code, reason, tree)) => {
+                let e = Event::new(self.actor.clone(), "resolve", Decision::Deny, reason.clone())
+                    .skill(name)
+                    .details(serde_json::json!({ "code": code }));
+                match tree {
+                    Some(t) => e.version(*t),
+                    None => e,
+                }
+            }
+        };
+        self.audit.append(event)?;
+        outcome.map_err(|(code, reason, _)| ExecError::Refused {
+            name: name.to_owned(),
+            code,
+            reason,
+        })
+    }
+
+    fn check(&self, name: &str) -> Result<Resolved, (&'static str, String, Option<Digest>)> {
+        let version = self.registry.current(name).map_err(|e| match e {
+            RegistryError::UnknownSkill(_) => ("unknown_skill", e.to_string(), None),
+            other => ("registry_error", other.to_string(), None),
+        })?;
+        let tree_hash = version.tree_hash;
+        if version.state != VersionState::Usable {
+            let why = version
+                .state_reason
+                .clone()
+                .unwrap_or_else(|| "no reason recorded".into());
+            return Err((
+                "not_usable",
+                format!("version {} is {}: {why}", version.seq, version.state),
+                Some(tree_hash),
+            ));
+        }
+        let dir = self.home.tree_dir(&tree_hash);
+        let started = Instant::now();
+        let actual = tree::hash_dir(&dir).map(|l| l.hash);
+        let integrity_check_us = started.elapsed().as_micros();
+        match actual {
+            Ok(h) if h == tree_hash => Ok(Resolved {
+                version,
+                dir,
+                integrity_check_us,
+            }),
+            Ok(h) => Err((
+                "tampered",
+                format!(
+                    "its files changed since install (tree {} is now {}); run `skillcell verify`",
+                    tree_hash.short(),
+                    h.short()
+                ),
+                Some(tree_hash),
+            )),
+            Err(e) => Err((
+                "tampered",
+                format!("its installed tree cannot be read: {e}; run `skillcell verify`"),
+                Some(tree_hash),
+            )),
+        }
+    }
+}

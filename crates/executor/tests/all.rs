@@ -1,0 +1,3 @@
+//! Integration tests of the executor role, one binary.
+
+mod role;
