@@ -286,6 +286,11 @@ fn last_line(file: &mut File) -> io::Result<Option<String>> {
     let mut buf = Vec::with_capacity(usize::try_from(window).unwrap_or(0));
     file.take(window).read_to_end(&mut buf)?;
     let trimmed = buf.strip_suffix(b"\n").unwrap_or(&buf);
-    let start = trimmed.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-    Ok(Some(String::from_utf8_lossy(&trimmed[start..]).into_owned()))
+    let start = trimmed
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    Ok(Some(
+        String::from_utf8_lossy(&trimmed[start..]).into_owned(),
+    ))
 }

@@ -50,7 +50,10 @@ fn untouched_trail_verifies() {
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!(v.records, 5);
     let all = log.read_all().expect("read");
-    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(all[1].prev, all[0].hash);
 }
 
@@ -84,7 +87,10 @@ fn deleted_record_is_detected() {
     l.remove(1);
     rewrite(&log, &l);
     let c = codes(&log);
-    assert!(c.contains(&"chain_broken") && c.contains(&"sequence_gap"), "{c:?}");
+    assert!(
+        c.contains(&"chain_broken") && c.contains(&"sequence_gap"),
+        "{c:?}"
+    );
 }
 
 #[test]

@@ -185,7 +185,11 @@ fn copy_dir(
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let shown = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let shown = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let rel = tree::rel_name(root, &path).ok_or_else(|| {
             refuse(
                 "bad_name",
@@ -447,7 +451,10 @@ fn locate_archive_skill(extracted: &Path, stage: &Path, stem: &str) -> Result<Pa
         .collect();
     if let [only] = entries.as_slice() {
         if only.is_dir() && only.join("SKILL.md").is_file() {
-            let name = only.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            let name = only
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
             let dst = stage.join(name);
             fs::rename(only, &dst).map_err(DevError::io(&dst))?;
             return Ok(dst);
@@ -466,7 +473,9 @@ impl Developer {
         let result = self.install_inner(source);
         if let Err(e) = &result {
             let reason = match e {
-                DevError::Manifest(r) => format!("SKILL.md refused: {} error(s)", r.errors().count()),
+                DevError::Manifest(r) => {
+                    format!("SKILL.md refused: {} error(s)", r.errors().count())
+                }
                 other => other.to_string(),
             };
             self.audit(
@@ -487,7 +496,13 @@ impl Developer {
                 .map_err(DevError::io(source))?
                 .file_name()
                 .map(|n| n.to_os_string())
-                .ok_or_else(|| refuse("not_a_skill", source.display().to_string(), "not a skill folder"))?;
+                .ok_or_else(|| {
+                    refuse(
+                        "not_a_skill",
+                        source.display().to_string(),
+                        "not a skill folder",
+                    )
+                })?;
             let dst = staging.path.join(folder);
             stage_dir(source, &dst, &self.limits)?;
             dst
@@ -579,7 +594,10 @@ impl Developer {
     }
 
     /// (tree hash, contract hash, seq, state) of the current version of `name`.
-    fn current_hashes(&self, name: &str) -> Result<Option<(Digest, Digest, u32, String)>, DevError> {
+    fn current_hashes(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Digest, Digest, u32, String)>, DevError> {
         let row: Option<(String, String, u32, String)> = self
             .conn
             .query_row(
@@ -598,7 +616,9 @@ impl Developer {
     fn place_tree(&self, staged: &Path, hash: &Digest) -> Result<bool, DevError> {
         let dst = self.home.tree_dir(hash);
         if dst.exists() {
-            let intact = tree::hash_dir(&dst).map(|l| l.hash == *hash).unwrap_or(false);
+            let intact = tree::hash_dir(&dst)
+                .map(|l| l.hash == *hash)
+                .unwrap_or(false);
             if intact {
                 return Ok(false);
             }

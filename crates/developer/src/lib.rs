@@ -92,7 +92,8 @@ impl Developer {
         // DELETE journal mode: readers need no write access (WAL would need the -shm file).
         conn.pragma_update(None, "journal_mode", "DELETE")
             .map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;

@@ -152,9 +152,13 @@ impl Developer {
             Ok(())
         })?;
         self.audit(
-            self.event("rollback", Decision::Allow, format!("seq {from_seq} -> seq {}", target.seq))
-                .skill(name)
-                .version(target.tree_hash),
+            self.event(
+                "rollback",
+                Decision::Allow,
+                format!("seq {from_seq} -> seq {}", target.seq),
+            )
+            .skill(name)
+            .version(target.tree_hash),
         )?;
         Ok(RollbackOutcome {
             name: name.to_owned(),
@@ -210,13 +214,18 @@ impl Developer {
             orphan_trees,
         };
         let bad = report.newly_quarantined();
-        self.audit(
-            self.event(
-                "verify",
-                if bad == 0 { Decision::Allow } else { Decision::Deny },
-                format!("{} version(s) checked, {bad} newly quarantined", report.versions.len()),
+        self.audit(self.event(
+            "verify",
+            if bad == 0 {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            },
+            format!(
+                "{} version(s) checked, {bad} newly quarantined",
+                report.versions.len()
             ),
-        )?;
+        ))?;
         Ok(report)
     }
 

@@ -99,18 +99,28 @@ impl Executor {
     pub fn resolve(&self, name: &str) -> Result<Resolved, ExecError> {
         let outcome = self.check(name);
         let event = match &outcome {
-            Ok(r) => Event::new(self.actor.clone(), "resolve", Decision::Allow, "usable and intact")
-                .skill(name)
-                .version(r.version.tree_hash)
-                .details(serde_json::json!({
-                    "seq": r.version.seq,
-                    "contract_hash": r.version.contract_hash.to_string(),
-                    "integrity_check_us": r.integrity_check_us,
-                })),
+            Ok(r) => Event::new(
+                self.actor.clone(),
+                "resolve",
+                Decision::Allow,
+                "usable and intact",
+            )
+            .skill(name)
+            .version(r.version.tree_hash)
+            .details(serde_json::json!({
+                "seq": r.version.seq,
+                "contract_hash": r.version.contract_hash.to_string(),
+                "integrity_check_us": r.integrity_check_us,
+            })),
             Err((code, reason, tree)) => {
-                let e = Event::new(self.actor.clone(), "resolve", Decision::Deny, reason.clone())
-                    .skill(name)
-                    .details(serde_json::json!({ "code": code }));
+                let e = Event::new(
+                    self.actor.clone(),
+                    "resolve",
+                    Decision::Deny,
+                    reason.clone(),
+                )
+                .skill(name)
+                .details(serde_json::json!({ "code": code }));
                 match tree {
                     Some(t) => e.version(*t),
                     None => e,

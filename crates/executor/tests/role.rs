@@ -32,8 +32,11 @@ fn prepared_home() -> (tempfile::TempDir, Home, PathBuf) {
     dev.install(&example("json-stats")).expect("install");
     let open_dir = home.store_dir().join("probe-open");
     fs::create_dir_all(&open_dir).expect("mkdir");
-    fs::set_permissions(&open_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .expect("chmod");
+    fs::set_permissions(
+        &open_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
     (tmp, home, open_dir)
 }
 
@@ -140,10 +143,16 @@ fn executor_cannot_write_store_or_registry() {
     // From the host: nothing planted, nothing changed, the run state was written.
     assert!(!open_dir.join("planted.txt").exists());
     assert_eq!(fs::read(home.registry_db()).expect("registry"), before);
-    assert_eq!(fs::read(home.run_dir().join("state")).expect("state"), b"ok");
+    assert_eq!(
+        fs::read(home.run_dir().join("state")).expect("state"),
+        b"ok"
+    );
     // The executor's resolve decision reached the audit trail.
     let log = fs::read_to_string(home.audit_dir().join("audit.log")).expect("audit");
-    assert!(log.contains("\"op\":\"resolve\"") && log.contains("\"role\":\"executor\""), "{log}");
+    assert!(
+        log.contains("\"op\":\"resolve\"") && log.contains("\"role\":\"executor\""),
+        "{log}"
+    );
 }
 
 #[test]
@@ -156,7 +165,8 @@ fn resolve_refuses_tampered_and_quarantined_versions() {
     let tree = home.tree_dir(&reader.current("json-stats").expect("current").tree_hash);
     drop(reader);
     let script = tree.join("scripts/stats.py");
-    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
     fs::write(&script, b"import os; os.system('id')\n").expect("tamper");
     let out = run_child("role::child_resolves", &home);
     assert!(out.contains("REFUSED tampered"), "{out}");

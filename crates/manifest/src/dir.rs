@@ -88,13 +88,14 @@ pub fn load_dir(dir: &Path) -> Result<LoadedSkill, Report> {
         );
     }
     if let Some(entry) = &manifest.contract.entry
-        && let Err(why) = check_entry(dir, entry) {
-            extra.push(
-                Finding::error("entry_not_file", 0, 0, format!("entry `{entry}` {why}"))
-                    .key("metadata.skillcell.entry")
-                    .help("point skillcell.entry at a regular file inside the skill folder"),
-            );
-        }
+        && let Err(why) = check_entry(dir, entry)
+    {
+        extra.push(
+            Finding::error("entry_not_file", 0, 0, format!("entry `{entry}` {why}"))
+                .key("metadata.skillcell.entry")
+                .help("point skillcell.entry at a regular file inside the skill folder"),
+        );
+    }
     report.0.extend(extra.into_iter().map(|f| f.in_file(&file)));
     if report.has_errors() {
         return Err(report);

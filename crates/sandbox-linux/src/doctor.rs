@@ -156,7 +156,9 @@ fn landlock() -> Check {
         Ok(abi) => Check {
             id: "landlock",
             status: Status::Warn,
-            found: format!("Landlock ABI {abi}: some rights are not enforced (TCP needs 4, scopes need 6)"),
+            found: format!(
+                "Landlock ABI {abi}: some rights are not enforced (TCP needs 4, scopes need 6)"
+            ),
             meaning,
             fix: Some("use a kernel of 6.12 or newer for ABI 6".into()),
         },
@@ -175,8 +177,8 @@ fn landlock() -> Check {
 
 fn seccomp() -> Check {
     let meaning = "seccomp-bpf filters the syscalls a cell may make; user-notify lets the supervisor broker some of them";
-    let in_status = read("/proc/self/status")
-        .is_some_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
+    let in_status =
+        read("/proc/self/status").is_some_and(|s| s.lines().any(|l| l.starts_with("Seccomp:")));
     let actions = read("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
     let has = |a: &str| actions.split_whitespace().any(|x| x == a);
     if !in_status || !has("kill_process") || !has("errno") {
@@ -224,8 +226,10 @@ pub fn cgroup_layout() -> CgroupLayout {
             "cgroup2" if v2_mount.is_none() => v2_mount = Some(PathBuf::from(mountpoint)),
             "cgroup" => {
                 for opt in superopts.split(',') {
-                    if matches!(opt, "memory" | "pids" | "cpu" | "cpuacct" | "cpuset" | "freezer")
-                    {
+                    if matches!(
+                        opt,
+                        "memory" | "pids" | "cpu" | "cpuacct" | "cpuset" | "freezer"
+                    ) {
                         v1_mounts.push((opt.to_owned(), PathBuf::from(mountpoint)));
                     }
                 }
@@ -341,10 +345,7 @@ fn cgroup_delegation(layout: &CgroupLayout) -> Check {
         .iter()
         .find(|(c, _)| c == "memory")
         .and_then(|(_, home)| match home {
-            ControllerHome::V2 => layout
-                .v2_mount
-                .as_deref()
-                .and_then(|m| own_cgroup(m, None)),
+            ControllerHome::V2 => layout.v2_mount.as_deref().and_then(|m| own_cgroup(m, None)),
             ControllerHome::V1 => layout
                 .v1_mounts
                 .iter()

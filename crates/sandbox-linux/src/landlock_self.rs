@@ -63,7 +63,9 @@ pub fn restrict_writes(writable: &[&Path]) -> Result<LandlockReport, LandlockErr
         .map_err(|e| LandlockError::Restrict(e.to_string()))?;
     for dir in writable {
         for rule in path_beneath_rules([dir], handled) {
-            ruleset = ruleset.add_rule(rule.map_err(rule_err(dir))?).map_err(rule_err(dir))?;
+            ruleset = ruleset
+                .add_rule(rule.map_err(rule_err(dir))?)
+                .map_err(rule_err(dir))?;
         }
     }
     let devnull = Path::new("/dev/null");

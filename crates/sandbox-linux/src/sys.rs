@@ -1,5 +1,8 @@
 //! Raw syscalls. The only module of skillcell with `unsafe` code.
-#![allow(unsafe_code, reason = "the one place where skillcell calls the kernel directly")]
+#![allow(
+    unsafe_code,
+    reason = "the one place where skillcell calls the kernel directly"
+)]
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -53,6 +56,8 @@ pub fn probe_namespaces() -> io::Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(io::Error::other(format!("probe child exited with {status}")))
+        Err(io::Error::other(format!(
+            "probe child exited with {status}"
+        )))
     }
 }

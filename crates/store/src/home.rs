@@ -37,7 +37,11 @@ impl Home {
     /// Resolves the data dir from the environment: `SKILLCELL_HOME`, else
     /// `$XDG_DATA_HOME/skillcell`, else `$HOME/.local/share/skillcell`.
     pub fn from_env() -> Result<Self, HomeError> {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         if let Some(p) = var("SKILLCELL_HOME") {
             return Self::at(p);
         }
@@ -96,6 +100,9 @@ mod tests {
     fn relative_home_is_refused() {
         assert!(Home::at("relative/dir").is_err());
         let h = Home::at("/data/sc").expect("absolute");
-        assert_eq!(h.registry_db(), PathBuf::from("/data/sc/registry/registry.db"));
+        assert_eq!(
+            h.registry_db(),
+            PathBuf::from("/data/sc/registry/registry.db")
+        );
     }
 }

@@ -164,7 +164,8 @@ impl RegistryReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql)?;
-        conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql)?;
         let found: i64 = conn

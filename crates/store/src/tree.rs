@@ -107,7 +107,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<TreeFile>) -> Result<(), TreeErro
         if ft.is_dir() {
             walk(root, &path, out)?;
         } else if ft.is_file() {
-            let name = rel_name(root, &path).ok_or_else(|| TreeError::BadName { path: path.clone() })?;
+            let name =
+                rel_name(root, &path).ok_or_else(|| TreeError::BadName { path: path.clone() })?;
             let digest = digest_file(&path).map_err(io(&path))?;
             out.push(TreeFile {
                 path: name,
@@ -170,7 +171,11 @@ mod tests {
 
         fs::rename(r.join("bin"), r.join("scripts")).expect("mv back");
         fs::create_dir(r.join("empty")).expect("mkdir");
-        assert_eq!(hash_dir(r).expect("hash").hash, h1, "empty dirs do not count");
+        assert_eq!(
+            hash_dir(r).expect("hash").hash,
+            h1,
+            "empty dirs do not count"
+        );
     }
 
     #[test]
@@ -178,6 +183,9 @@ mod tests {
         let t = tempfile::tempdir().expect("tmp");
         write(&t.path().join("SKILL.md"), "a", false);
         std::os::unix::fs::symlink("/etc/passwd", t.path().join("link")).expect("symlink");
-        assert!(matches!(hash_dir(t.path()), Err(TreeError::NotRegular { .. })));
+        assert!(matches!(
+            hash_dir(t.path()),
+            Err(TreeError::NotRegular { .. })
+        ));
     }
 }

