@@ -29,9 +29,17 @@ impl Actor {
             })
             .and_then(|u| u.parse().ok())
             .unwrap_or(u32::MAX);
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| format!("uid-{uid}"));
+        // The account database, not $USER: the environment is the caller's to set.
+        let user = std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|passwd| {
+                passwd.lines().find_map(|l| {
+                    let mut f = l.split(':');
+                    let name = f.next()?;
+                    (f.nth(1)? == uid.to_string()).then(|| name.to_owned())
+                })
+            })
+            .unwrap_or_else(|| format!("uid-{uid}"));
         Self { uid, user, role }
     }
 }

@@ -487,6 +487,7 @@ impl Developer {
     }
 
     fn install_inner(&mut self, source: &Path) -> Result<InstallOutcome, DevError> {
+        let source = &source.canonicalize().map_err(DevError::io(source))?;
         let meta = fs::metadata(source).map_err(DevError::io(source))?;
         let staging = Staging::new(&self.home.staging_dir())
             .map_err(DevError::io(self.home.staging_dir()))?;

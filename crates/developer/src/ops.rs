@@ -170,12 +170,21 @@ impl Developer {
 
     /// Re-hashes every installed version and quarantines those whose files no longer match.
     pub fn verify(&mut self) -> Result<VerifyReport, DevError> {
+        self.verify_with_progress(&mut |_, _| {})
+    }
+
+    /// [`Developer::verify`], calling `progress(done, total)` after each version.
+    pub fn verify_with_progress(
+        &mut self,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<VerifyReport, DevError> {
         let versions = match self.reader()?.all_versions() {
             Ok(v) => v,
             Err(e) => return Err(e.into()),
         };
         let mut findings = Vec::new();
-        for v in &versions {
+        for (i, v) in versions.iter().enumerate() {
+            progress(i, versions.len());
             let dir = self.home.tree_dir(&v.tree_hash);
             let problem = match tree::hash_dir(&dir) {
                 Ok(listing) if listing.hash == v.tree_hash => None,
@@ -201,6 +210,7 @@ impl Developer {
                 reason: problem,
             });
         }
+        progress(versions.len(), versions.len());
         let known: BTreeSet<String> = versions.iter().map(|v| v.tree_hash.to_string()).collect();
         let mut orphan_trees: Vec<String> = fs::read_dir(self.home.trees_dir())
             .map_err(DevError::io(self.home.trees_dir()))?

@@ -75,6 +75,62 @@ impl Contract {
         Digest::of(&bytes)
     }
 
+    /// What the contract lets the skill do, in plain words, one line per capability, for the
+    /// person who installs or approves it.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.profile == Profile::DefaultBlind {
+            out.push("declares no contract: runs under the default-blind profile".to_owned());
+        }
+        match &self.entry {
+            Some(e) => out.push(format!("runs {e}")),
+            None => out.push("runs the script the caller names, from its own folder".to_owned()),
+        }
+        if let Some(r) = self.runtime {
+            out.push(format!("with the {} runtime", r.as_str()));
+        }
+        out.push("reads its own folder (read-only) and a private scratch dir".to_owned());
+        for g in &self.fs {
+            let what = match g.access {
+                Access::Read => "reads",
+                Access::Write => "reads and writes",
+            };
+            match &g.path {
+                GrantPath::Placeholder { .. } => {
+                    out.push(format!("{what} {} (a path the caller supplies)", g.path));
+                }
+                GrantPath::Absolute(_) => out.push(format!("{what} {} on the host", g.path)),
+            }
+        }
+        if self.network.is_empty() {
+            out.push("no network".to_owned());
+        } else {
+            let hosts: Vec<String> = self.network.iter().map(ToString::to_string).collect();
+            out.push(format!(
+                "connects to {} through the egress proxy",
+                hosts.join(", ")
+            ));
+        }
+        if self.env.is_empty() {
+            out.push("sees none of the caller's environment variables".to_owned());
+        } else {
+            let names: Vec<&str> = self.env.iter().map(|e| e.0.as_str()).collect();
+            out.push(format!("sees the caller's {}", names.join(", ")));
+        }
+        if self.exec.is_empty() {
+            out.push("starts no program but its interpreter".to_owned());
+        } else {
+            let exes: Vec<String> = self.exec.iter().map(ToString::to_string).collect();
+            out.push(format!("may start {}", exes.join(", ")));
+        }
+        if !self.calls.is_empty() {
+            let calls: Vec<&str> = self.calls.iter().map(SkillName::as_str).collect();
+            out.push(format!("may call the skills {}", calls.join(", ")));
+        }
+        out.push(format!("limits: {}", self.limits));
+        out
+    }
+
     /// Placeholders (`$WORKSPACE`, …) the caller must supply at run time, sorted, no duplicates.
     pub fn placeholders(&self) -> Vec<&str> {
         let mut out: Vec<&str> = self

@@ -1,0 +1,539 @@
+//! One function per command.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use serde::Serialize;
+use skillcell_audit::AuditLog;
+use skillcell_developer::{DevError, Developer};
+use skillcell_manifest::{Report, Severity};
+use skillcell_sandbox_linux::doctor::{self, Status};
+use skillcell_store::{Home, RegistryError, RegistryReader};
+use skillcell_types::text::escape;
+
+use crate::outln;
+use crate::output::{Failure, Table, escape_multiline, print_json};
+use crate::{AuditAction, Cli, Command, exit};
+
+pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let json = cli.json;
+    match &cli.command {
+        Command::New { name, dir } => new(name, dir, json),
+        Command::Lint { path } => lint(path, json),
+        Command::Doctor => doctor(json),
+        Command::Install { path } => install(&cli.home()?, path, json),
+        Command::List => list(&cli.home()?, json),
+        Command::Show { name } => show(&cli.home()?, name, json),
+        Command::Remove { name } => remove(&cli.home()?, name, json),
+        Command::Rollback { name } => rollback(&cli.home()?, name, json),
+        Command::Verify => verify(&cli.home()?, json),
+        Command::Audit {
+            action: Some(AuditAction::Verify),
+            ..
+        } => audit_verify(&cli.home()?, json),
+        Command::Audit {
+            action: None,
+            skill,
+            op,
+            decision,
+            last,
+        } => audit_list(&cli.home()?, skill, op, decision, *last, json),
+    }
+}
+
+fn dev_failure(e: DevError) -> Failure {
+    match e {
+        DevError::Refused(r) => {
+            Failure::new(exit::REFUSED, "refused", format!("install refused: {r}")).with_detail(r)
+        }
+        DevError::Manifest(report) => Failure::new(
+            exit::REFUSED,
+            "invalid_skill",
+            format!("SKILL.md refused:\n{report}"),
+        )
+        .with_detail(report),
+        e @ DevError::UnknownSkill(_) => Failure::new(exit::NOT_FOUND, "not_found", e.to_string()),
+        e @ DevError::Registry(RegistryError::UnknownSkill(_)) => {
+            Failure::new(exit::NOT_FOUND, "not_found", e.to_string())
+        }
+        e @ DevError::NoPrevious { .. } => {
+            Failure::new(exit::REFUSED, "no_previous_version", e.to_string())
+        }
+        e => Failure::failure("developer", e.to_string()),
+    }
+}
+
+fn registry_failure(e: RegistryError) -> Failure {
+    match e {
+        e @ RegistryError::UnknownSkill(_) => {
+            Failure::new(exit::NOT_FOUND, "not_found", e.to_string())
+        }
+        e => Failure::failure("registry", e.to_string()),
+    }
+}
+
+fn open_dev(home: &Home) -> Result<Developer, Failure> {
+    Developer::open(home.clone()).map_err(dev_failure)
+}
+
+/// The registry, read-only; `None` if nothing was ever installed.
+fn open_reader(home: &Home) -> Result<Option<RegistryReader>, Failure> {
+    match RegistryReader::open(&home.registry_db()) {
+        Ok(r) => Ok(Some(r)),
+        Err(RegistryError::Missing { .. }) => Ok(None),
+        Err(e) => Err(registry_failure(e)),
+    }
+}
+
+fn print_report(report: &Report) {
+    for d in &report.0 {
+        match d.severity {
+            Severity::Error => eprintln!("{d}"),
+            Severity::Warning => eprintln!("{d}"),
+        }
+    }
+}
+
+fn new(name: &str, dir: &Path, json: bool) -> Result<u8, Failure> {
+    let path = skillcell_developer::scaffold(dir, name)
+        .map_err(|e| Failure::new(exit::REFUSED, "scaffold", e.to_string()))?;
+    // What we scaffold must lint clean; if it does not, that is our bug, said loudly.
+    if let Err(report) = skillcell_manifest::load_dir(&path) {
+        return Err(Failure::failure(
+            "scaffold_invalid",
+            format!("the scaffold does not lint clean (a skillcell bug):\n{report}"),
+        ));
+    }
+    if json {
+        print_json(&serde_json::json!({ "created": path }))?;
+    } else {
+        outln!("created {}", path.display());
+        outln!(
+            "next: edit {}/SKILL.md, then `skillcell lint {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct LintOutput<'a> {
+    ok: bool,
+    path: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contract: Option<&'a skillcell_types::Contract>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contract_hash: Option<String>,
+    diagnostics: &'a Report,
+}
+
+fn lint(path: &Path, json: bool) -> Result<u8, Failure> {
+    match skillcell_manifest::load_dir(path) {
+        Ok(skill) => {
+            let c = &skill.manifest.contract;
+            if json {
+                print_json(&LintOutput {
+                    ok: true,
+                    path,
+                    name: Some(skill.manifest.name.to_string()),
+                    contract: Some(c),
+                    contract_hash: Some(c.digest().to_string()),
+                    diagnostics: &skill.report,
+                })?;
+            } else {
+                print_report(&skill.report);
+                outln!(
+                    "ok: {} ({} warning(s))",
+                    skill.manifest.name,
+                    skill.report.warnings().count()
+                );
+                outln!("it will be able to:");
+                for line in c.describe() {
+                    outln!("  - {}", escape(&line));
+                }
+            }
+            Ok(exit::OK)
+        }
+        Err(report) => {
+            if json {
+                print_json(&LintOutput {
+                    ok: false,
+                    path,
+                    name: None,
+                    contract: None,
+                    contract_hash: None,
+                    diagnostics: &report,
+                })?;
+            } else {
+                print_report(&report);
+                eprintln!("refused: {} error(s)", report.errors().count());
+            }
+            Ok(exit::REFUSED)
+        }
+    }
+}
+
+fn install(home: &Home, path: &Path, json: bool) -> Result<u8, Failure> {
+    let mut dev = open_dev(home)?;
+    let out = dev.install(path).map_err(dev_failure)?;
+    if json {
+        print_json(&out)?;
+        return Ok(exit::OK);
+    }
+    print_report(&out.warnings);
+    if out.unchanged {
+        outln!(
+            "{} is already installed as version {} (tree {}); nothing changed",
+            out.name,
+            out.seq,
+            out.tree_hash.short()
+        );
+        return Ok(exit::OK);
+    }
+    outln!(
+        "installed {} version {} (tree {}, contract {}, {} files, {} bytes)",
+        out.name,
+        out.seq,
+        out.tree_hash.short(),
+        out.contract_hash.short(),
+        out.files,
+        out.bytes
+    );
+    outln!("it will be able to:");
+    for line in out.contract.describe() {
+        outln!("  - {}", escape(&line));
+    }
+    Ok(exit::OK)
+}
+
+fn list(home: &Home, json: bool) -> Result<u8, Failure> {
+    let skills = match open_reader(home)? {
+        Some(r) => r.list().map_err(registry_failure)?,
+        None => Vec::new(),
+    };
+    if json {
+        print_json(&skills)?;
+        return Ok(exit::OK);
+    }
+    if skills.is_empty() {
+        outln!("no skills installed (install one with `skillcell install PATH`)");
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&["NAME", "VERSION", "STATE", "PROFILE", "TREE", "INSTALLED"]);
+    for s in &skills {
+        match &s.current {
+            Some(v) => t.row(vec![
+                s.name.to_string(),
+                format!("{}/{}", v.seq, s.versions),
+                v.state.to_string(),
+                profile_word(&v.contract),
+                v.tree_hash.short(),
+                v.installed_at.clone(),
+            ]),
+            None => t.row(vec![
+                s.name.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]),
+        }
+    }
+    t.print();
+    Ok(exit::OK)
+}
+
+fn profile_word(c: &skillcell_types::Contract) -> String {
+    match c.profile {
+        skillcell_types::Profile::DefaultBlind => "default-blind".into(),
+        skillcell_types::Profile::Declared => "declared".into(),
+    }
+}
+
+fn show(home: &Home, name: &str, json: bool) -> Result<u8, Failure> {
+    let reader = open_reader(home)?
+        .ok_or_else(|| registry_failure(RegistryError::UnknownSkill(name.to_owned())))?;
+    let versions = reader.versions(name).map_err(registry_failure)?;
+    let history = reader.history(name).map_err(registry_failure)?;
+    if json {
+        print_json(&serde_json::json!({ "name": name, "versions": versions, "history": history }))?;
+        return Ok(exit::OK);
+    }
+    let current = versions.iter().find(|v| v.current);
+    outln!("{}", escape(name));
+    if let Some(v) = current {
+        outln!("  {}", escape_multiline(&v.description));
+        outln!(
+            "  current: version {} ({}), tree {}, contract {}",
+            v.seq,
+            v.state,
+            v.tree_hash,
+            v.contract_hash
+        );
+        if let Some(r) = &v.state_reason {
+            outln!("  state reason: {}", escape(r));
+        }
+        outln!("  store: {}", home.tree_dir(&v.tree_hash).display());
+        outln!("  it can:");
+        for line in v.contract.describe() {
+            outln!("    - {}", escape(&line));
+        }
+    }
+    outln!("");
+    let mut t = Table::new(&[
+        "VERSION",
+        "STATE",
+        "TREE",
+        "CONTRACT",
+        "INSTALLED",
+        "SOURCE",
+    ]);
+    for v in &versions {
+        let mark = if v.current { "*" } else { " " };
+        t.row(vec![
+            format!("{}{mark}", v.seq),
+            v.state.to_string(),
+            v.tree_hash.short(),
+            v.contract_hash.short(),
+            v.installed_at.clone(),
+            v.source.clone(),
+        ]);
+    }
+    t.print();
+    outln!("");
+    let mut h = Table::new(&["WHEN", "EVENT", "BY", "DETAIL"]);
+    for e in &history {
+        h.row(vec![
+            e.at.clone(),
+            e.event.clone(),
+            e.actor.clone(),
+            e.detail.clone(),
+        ]);
+    }
+    h.print();
+    Ok(exit::OK)
+}
+
+fn remove(home: &Home, name: &str, json: bool) -> Result<u8, Failure> {
+    let mut dev = open_dev(home)?;
+    let removed = dev.remove(name).map_err(dev_failure)?;
+    if json {
+        print_json(&serde_json::json!({ "removed": name, "trees_deleted": removed }))?;
+    } else {
+        outln!(
+            "removed {} ({} tree(s) deleted)",
+            escape(name),
+            removed.len()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn rollback(home: &Home, name: &str, json: bool) -> Result<u8, Failure> {
+    let mut dev = open_dev(home)?;
+    let out = dev.rollback(name).map_err(dev_failure)?;
+    if json {
+        print_json(&out)?;
+    } else {
+        outln!(
+            "{}: version {} -> version {} (tree {})",
+            escape(name),
+            out.from_seq,
+            out.to_seq,
+            out.tree_hash.short()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn verify(home: &Home, json: bool) -> Result<u8, Failure> {
+    if open_reader(home)?.is_none() {
+        if json {
+            print_json(&serde_json::json!({ "versions": [], "orphan_trees": [] }))?;
+        } else {
+            outln!("nothing installed, nothing to verify");
+        }
+        return Ok(exit::OK);
+    }
+    let mut dev = open_dev(home)?;
+    let bar = indicatif::ProgressBar::new(0);
+    if json || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = dev
+        .verify_with_progress(&mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })
+        .map_err(dev_failure)?;
+    bar.finish_and_clear();
+    let bad = report.versions.iter().filter(|v| v.outcome != "ok").count();
+    if json {
+        print_json(&report)?;
+    } else {
+        let mut t = Table::new(&["NAME", "VERSION", "TREE", "RESULT", "REASON"]);
+        for v in &report.versions {
+            t.row(vec![
+                v.name.clone(),
+                v.seq.to_string(),
+                v.tree_hash.short(),
+                v.outcome.to_string(),
+                v.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        t.print();
+        for o in &report.orphan_trees {
+            outln!("note: store tree {o} belongs to no version");
+        }
+        outln!(
+            "{} version(s) checked, {} tampered ({} newly quarantined)",
+            report.versions.len(),
+            bad,
+            report.newly_quarantined()
+        );
+    }
+    Ok(if bad > 0 { exit::INTEGRITY } else { exit::OK })
+}
+
+fn audit_list(
+    home: &Home,
+    skill: &Option<String>,
+    op: &Option<String>,
+    decision: &Option<String>,
+    last: Option<usize>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let log = AuditLog::new(home.audit_dir());
+    let records = log
+        .read_all()
+        .map_err(|e| Failure::new(exit::INTEGRITY, "audit_unreadable", e.to_string()))?;
+    let mut selected: Vec<_> = records
+        .into_iter()
+        .filter(|r| {
+            skill
+                .as_ref()
+                .is_none_or(|s| r.event.skill.as_ref() == Some(s))
+        })
+        .filter(|r| op.as_ref().is_none_or(|o| &r.event.op == o))
+        .filter(|r| {
+            decision
+                .as_ref()
+                .is_none_or(|d| r.event.decision.to_string() == *d)
+        })
+        .collect();
+    if let Some(n) = last {
+        let skip = selected.len().saturating_sub(n);
+        selected.drain(..skip);
+    }
+    if json {
+        print_json(&selected)?;
+        return Ok(exit::OK);
+    }
+    let mut t = Table::new(&[
+        "SEQ", "TIME", "ROLE", "USER", "OP", "SKILL", "VERSION", "DECISION", "REASON",
+    ]);
+    for r in &selected {
+        let role = serde_json::to_value(r.event.actor.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        t.row(vec![
+            r.seq.to_string(),
+            r.ts.clone(),
+            role,
+            r.event.actor.user.clone(),
+            r.event.op.clone(),
+            r.event.skill.clone().unwrap_or_else(|| "-".into()),
+            r.event.version.map_or("-".into(), |v| v.short()),
+            r.event.decision.to_string(),
+            r.event.reason.clone(),
+        ]);
+    }
+    if t.is_empty() {
+        outln!("no audit records match");
+    } else {
+        t.print();
+    }
+    Ok(exit::OK)
+}
+
+fn audit_verify(home: &Home, json: bool) -> Result<u8, Failure> {
+    let log = AuditLog::new(home.audit_dir());
+    let v = log
+        .verify()
+        .map_err(|e| Failure::failure("audit", e.to_string()))?;
+    if json {
+        print_json(&serde_json::json!({
+            "ok": v.ok(),
+            "records": v.records,
+            "head": v.head,
+            "problems": v.problems,
+        }))?;
+    } else {
+        for p in &v.problems {
+            let place = if p.line == 0 {
+                "audit.head".to_owned()
+            } else {
+                format!("audit.log:{}", p.line)
+            };
+            outln!("{place}: {}: {}", p.code, escape(&p.detail));
+        }
+        match (v.ok(), v.head) {
+            (true, Some(h)) => outln!("ok: {} record(s), chain intact, head {h}", v.records),
+            (true, None) => outln!("ok: the audit trail is empty"),
+            (false, _) => outln!(
+                "TAMPERED: {} problem(s) in {} record(s)",
+                v.problems.len(),
+                v.records
+            ),
+        }
+    }
+    Ok(if v.ok() { exit::OK } else { exit::INTEGRITY })
+}
+
+fn doctor(json: bool) -> Result<u8, Failure> {
+    let report = doctor::run();
+    let code = if report.worst() == Status::Fail {
+        exit::ENVIRONMENT
+    } else {
+        exit::OK
+    };
+    if json {
+        print_json(&report)?;
+        return Ok(code);
+    }
+    for c in &report.checks {
+        let mark = match c.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        outln!("[{mark}] {:<18} {}", c.id, c.found);
+        outln!("       {}", c.meaning);
+        if let Some(fix) = &c.fix {
+            outln!("       fix: {fix}");
+        }
+    }
+    outln!(
+        "\ncgroups: {} mode; runs will use {}",
+        report.cgroups.mode,
+        report
+            .cgroups
+            .plan
+            .iter()
+            .map(|(c, h)| format!(
+                "{c} from {}",
+                serde_json::to_value(h)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(code)
+}

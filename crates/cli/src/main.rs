@@ -1,0 +1,158 @@
+//! `skillcell`: the command-line front end. Thin: parses arguments, calls the role crates,
+//! prints tables for people or JSON for machines (`--json`), and maps outcomes to exit codes
+//! (documented in docs/cli.md and in `skillcell --help`).
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Failure;
+
+/// Exit codes.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// An operation failed for a reason outside the input (I/O, database, kernel).
+    pub const FAILURE: u8 = 1;
+    /// Bad command-line usage.
+    pub const USAGE: u8 = 2;
+    /// The input was refused: invalid SKILL.md, unsafe package, nothing to roll back to.
+    pub const REFUSED: u8 = 3;
+    /// The named skill is not installed.
+    pub const NOT_FOUND: u8 = 4;
+    /// Integrity failure: tampered skill files or audit trail.
+    pub const INTEGRITY: u8 = 5;
+    /// The kernel lacks a feature the cell requires (`doctor`).
+    pub const ENVIRONMENT: u8 = 6;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 ok, 1 failure (I/O, database, kernel), 2 usage, 3 refused (invalid or unsafe \
+input), 4 skill not found, 5 integrity failure (tampered files or audit trail), 6 kernel \
+feature missing (doctor).
+
+Data dir: --home, else $SKILLCELL_HOME, else $XDG_DATA_HOME/skillcell, else \
+~/.local/share/skillcell.";
+
+/// Run AI-agent skills you do not trust.
+#[derive(Debug, Parser)]
+#[command(name = "skillcell", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Print JSON for machines instead of tables for people.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The data dir (store, registry, audit trail).
+    #[arg(long, global = true, value_name = "DIR", env = "SKILLCELL_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scaffold a new, spec-valid skill with a commented contract.
+    New {
+        /// Skill name: a-z, 0-9 and single hyphens.
+        name: String,
+        /// Where to create the skill folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Check a skill folder's SKILL.md and contract without installing it.
+    Lint {
+        /// The skill folder.
+        path: PathBuf,
+    },
+    /// Install a skill (folder, .zip or .skill archive) into the store.
+    Install {
+        /// The skill folder or archive.
+        path: PathBuf,
+    },
+    /// List installed skills.
+    List,
+    /// Show a skill: versions, contract in plain words, history.
+    Show {
+        /// Skill name.
+        name: String,
+    },
+    /// Remove a skill and every version of it.
+    Remove {
+        /// Skill name.
+        name: String,
+    },
+    /// Make the previous usable version current again.
+    Rollback {
+        /// Skill name.
+        name: String,
+    },
+    /// Re-hash every installed version; quarantine the tampered ones.
+    Verify,
+    /// List the audit trail, or verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: Option<AuditAction>,
+        /// Only records about this skill.
+        #[arg(long)]
+        skill: Option<String>,
+        /// Only this operation (install, remove, rollback, verify, quarantine, resolve…).
+        #[arg(long)]
+        op: Option<String>,
+        /// Only this decision.
+        #[arg(long, value_parser = ["allow", "prompt", "deny"])]
+        decision: Option<String>,
+        /// Only the last N matching records.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
+    },
+    /// Check the kernel features the cell needs, and how to fix what is missing.
+    Doctor,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Verify the hash chain: detects edited, deleted, inserted and reordered records.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let json = cli.json;
+    match commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            output::print_failure(&f, json);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+impl Cli {
+    fn home(&self) -> Result<skillcell_store::Home, Failure> {
+        match &self.home {
+            Some(p) => {
+                let abs = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    std::env::current_dir()
+                        .map_err(|e| Failure::failure("io", e.to_string()))?
+                        .join(p)
+                };
+                skillcell_store::Home::at(abs).map_err(|e| Failure::usage(e.to_string()))
+            }
+            None => skillcell_store::Home::from_env().map_err(|e| Failure::usage(e.to_string())),
+        }
+    }
+}
