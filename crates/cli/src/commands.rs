@@ -59,7 +59,7 @@ fn dev_failure(e: DevError) -> Failure {
         e @ DevError::NoPrevious { .. } => {
             Failure::new(exit::REFUSED, "no_previous_version", e.to_string())
         }
-        e => Failure::failure("developer", e.to_string()),
+        e => Failure::internal("developer", e.to_string()),
     }
 }
 
@@ -68,7 +68,7 @@ fn registry_failure(e: RegistryError) -> Failure {
         e @ RegistryError::UnknownSkill(_) => {
             Failure::new(exit::NOT_FOUND, "not_found", e.to_string())
         }
-        e => Failure::failure("registry", e.to_string()),
+        e => Failure::internal("registry", e.to_string()),
     }
 }
 
@@ -99,7 +99,7 @@ fn new(name: &str, dir: &Path, json: bool) -> Result<u8, Failure> {
         .map_err(|e| Failure::new(exit::REFUSED, "scaffold", e.to_string()))?;
     // What we scaffold must lint clean; if it does not, that is our bug, said loudly.
     if let Err(report) = skillcell_manifest::load_dir(&path) {
-        return Err(Failure::failure(
+        return Err(Failure::internal(
             "scaffold_invalid",
             format!("the scaffold does not lint clean (a skillcell bug):\n{report}"),
         ));
@@ -465,7 +465,7 @@ fn audit_verify(home: &Home, json: bool) -> Result<u8, Failure> {
     let log = AuditLog::new(home.audit_dir());
     let v = log
         .verify()
-        .map_err(|e| Failure::failure("audit", e.to_string()))?;
+        .map_err(|e| Failure::internal("audit", e.to_string()))?;
     if json {
         print_json(&serde_json::json!({
             "ok": v.ok(),

@@ -147,7 +147,7 @@ impl Cli {
                     p.clone()
                 } else {
                     std::env::current_dir()
-                        .map_err(|e| Failure::failure("io", e.to_string()))?
+                        .map_err(|e| Failure::internal("io", e.to_string()))?
                         .join(p)
                 };
                 skillcell_store::Home::at(abs).map_err(|e| Failure::usage(e.to_string()))

@@ -41,7 +41,7 @@ impl Failure {
         }
     }
 
-    pub fn failure(kind: &'static str, message: impl Into<String>) -> Self {
+    pub fn internal(kind: &'static str, message: impl Into<String>) -> Self {
         Self::new(exit::FAILURE, kind, message)
     }
 
@@ -69,7 +69,7 @@ pub fn print_failure(f: &Failure, json: bool) {
 /// Prints `value` as pretty JSON.
 pub fn print_json(value: &impl Serialize) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::failure("serialize", e.to_string()))?;
+        .map_err(|e| Failure::internal("serialize", e.to_string()))?;
     outln!("{s}");
     Ok(())
 }

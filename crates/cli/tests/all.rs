@@ -76,7 +76,10 @@ fn refusals_never_print_raw_control_characters() {
     assert_eq!(out.status.code(), Some(3));
     let shown = String::from_utf8_lossy(&out.stderr);
     assert!(shown.contains("U+001B"), "{shown}");
-    assert!(!shown.contains('\u{1b}'), "raw ESC reached the terminal: {shown:?}");
+    assert!(
+        !shown.contains('\u{1b}'),
+        "raw ESC reached the terminal: {shown:?}"
+    );
 }
 
 #[test]
@@ -86,7 +89,14 @@ fn install_list_show_and_not_found() {
     assert_eq!(rc, 0, "{v}");
     assert_eq!(v["contract"]["profile"], "default-blind");
     let tree = v["tree_hash"].as_str().expect("hash").to_owned();
-    assert!(cli.home.path().join("store/trees").join(&tree).join("SKILL.md").is_file());
+    assert!(
+        cli.home
+            .path()
+            .join("store/trees")
+            .join(&tree)
+            .join("SKILL.md")
+            .is_file()
+    );
 
     let (rc, v) = cli.json(&["list"]);
     assert_eq!(rc, 0);
@@ -101,7 +111,10 @@ fn install_list_show_and_not_found() {
     assert_eq!(rc, 4);
     assert_eq!(v["error"]["kind"], "not_found");
     assert_eq!(cli.run(&["remove", "nope"]).status.code(), Some(4));
-    assert_eq!(cli.run(&["rollback", "markdown-toc"]).status.code(), Some(3));
+    assert_eq!(
+        cli.run(&["rollback", "markdown-toc"]).status.code(),
+        Some(3)
+    );
 }
 
 #[test]
@@ -128,8 +141,11 @@ fn verify_and_audit_verify_report_tampering_with_exit_5() {
 
     let log = cli.home.path().join("audit/audit.log");
     let text = fs::read_to_string(&log).expect("log");
-    fs::write(&log, text.replacen("\"decision\":\"deny\"", "\"decision\":\"allow\"", 1))
-        .expect("edit");
+    fs::write(
+        &log,
+        text.replacen("\"decision\":\"deny\"", "\"decision\":\"allow\"", 1),
+    )
+    .expect("edit");
     let (rc, v) = cli.json(&["audit", "verify"]);
     assert_eq!(rc, 5, "{v}");
     assert_eq!(v["ok"], false);
@@ -142,7 +158,12 @@ fn audit_filters() {
     cli.run(&["install", "examples/skills/markdown-toc"]);
     cli.run(&["remove", "json-stats"]);
     let (_, v) = cli.json(&["audit", "--skill", "json-stats"]);
-    let ops: Vec<&str> = v.as_array().expect("array").iter().filter_map(|r| r["op"].as_str()).collect();
+    let ops: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["op"].as_str())
+        .collect();
     assert_eq!(ops, ["install", "remove"]);
     let (_, v) = cli.json(&["audit", "--last", "1"]);
     assert_eq!(v.as_array().expect("array").len(), 1);
@@ -153,7 +174,12 @@ fn audit_filters() {
 fn new_scaffolds_a_skill_that_lints_and_passes_the_reference_validator() {
     let cli = Cli::new();
     let parent = tempfile::tempdir().expect("tmp");
-    let (rc, v) = cli.json(&["new", "my-tool", "--dir", parent.path().to_str().expect("utf8")]);
+    let (rc, v) = cli.json(&[
+        "new",
+        "my-tool",
+        "--dir",
+        parent.path().to_str().expect("utf8"),
+    ]);
     assert_eq!(rc, 0, "{v}");
     let dir = parent.path().join("my-tool");
     let (rc, _) = cli.json(&["lint", dir.to_str().expect("utf8")]);
@@ -171,8 +197,17 @@ fn new_scaffolds_a_skill_that_lints_and_passes_the_reference_validator() {
         .arg(&dir)
         .output()
         .expect("validator");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let (rc, _) = cli.json(&["new", "my-tool", "--dir", parent.path().to_str().expect("utf8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (rc, _) = cli.json(&[
+        "new",
+        "my-tool",
+        "--dir",
+        parent.path().to_str().expect("utf8"),
+    ]);
     assert_eq!(rc, 3, "refuses to overwrite");
     let (rc, _) = cli.json(&["new", "Bad_Name"]);
     assert_eq!(rc, 3);
@@ -191,5 +226,8 @@ fn doctor_exit_code_matches_its_checks() {
     assert_eq!(statuses.len(), 6);
     let want = if statuses.contains(&"fail") { 6 } else { 0 };
     assert_eq!(rc, want, "{v}");
-    assert!(["unified", "hybrid", "legacy", "none"].contains(&v["cgroups"]["mode"].as_str().expect("mode")));
+    assert!(
+        ["unified", "hybrid", "legacy", "none"]
+            .contains(&v["cgroups"]["mode"].as_str().expect("mode"))
+    );
 }

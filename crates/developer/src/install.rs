@@ -449,16 +449,17 @@ fn locate_archive_skill(extracted: &Path, stage: &Path, stem: &str) -> Result<Pa
         .map_err(DevError::io(extracted))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
-    if let [only] = entries.as_slice() {
-        if only.is_dir() && only.join("SKILL.md").is_file() {
-            let name = only
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            let dst = stage.join(name);
-            fs::rename(only, &dst).map_err(DevError::io(&dst))?;
-            return Ok(dst);
-        }
+    if let [only] = entries.as_slice()
+        && only.is_dir()
+        && only.join("SKILL.md").is_file()
+    {
+        let name = only
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        let dst = stage.join(name);
+        fs::rename(only, &dst).map_err(DevError::io(&dst))?;
+        return Ok(dst);
     }
     Err(refuse(
         "not_a_skill",
@@ -536,25 +537,27 @@ impl Developer {
         let contract_hash = manifest.contract.digest();
         let name = manifest.name.clone();
 
-        if let Some(current) = self.current_hashes(name.as_str())? {
-            if current.0 == listing.hash && current.1 == contract_hash && current.3 == "usable" {
-                self.audit(
-                    self.event("install", Decision::Allow, "already installed, unchanged")
-                        .skill(name.as_str())
-                        .version(listing.hash),
-                )?;
-                return Ok(InstallOutcome {
-                    name,
-                    seq: current.2,
-                    tree_hash: listing.hash,
-                    contract_hash,
-                    contract: manifest.contract,
-                    files: listing.files.len(),
-                    bytes: listing.total_bytes(),
-                    unchanged: true,
-                    warnings: loaded.report,
-                });
-            }
+        if let Some(current) = self.current_hashes(name.as_str())?
+            && current.0 == listing.hash
+            && current.1 == contract_hash
+            && current.3 == "usable"
+        {
+            self.audit(
+                self.event("install", Decision::Allow, "already installed, unchanged")
+                    .skill(name.as_str())
+                    .version(listing.hash),
+            )?;
+            return Ok(InstallOutcome {
+                name,
+                seq: current.2,
+                tree_hash: listing.hash,
+                contract_hash,
+                contract: manifest.contract,
+                files: listing.files.len(),
+                bytes: listing.total_bytes(),
+                unchanged: true,
+                warnings: loaded.report,
+            });
         }
 
         let created_tree = self.place_tree(&staged, &listing.hash)?;

@@ -178,10 +178,7 @@ impl Developer {
         &mut self,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<VerifyReport, DevError> {
-        let versions = match self.reader()?.all_versions() {
-            Ok(v) => v,
-            Err(e) => return Err(e.into()),
-        };
+        let versions = self.reader()?.all_versions()?;
         let mut findings = Vec::new();
         for (i, v) in versions.iter().enumerate() {
             progress(i, versions.len());

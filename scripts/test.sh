@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test of skillcell, after installing what the tests need on a fresh Debian machine:
+# a C compiler (SQLite is built in), Python 3 with venv, and the Agent Skills reference
+# validator (skills-ref, from PyPI) that every accepted SKILL.md is checked against.
+# Some tests need root (device nodes) and a kernel with Landlock and user namespaces; they fail
+# loudly, never skip, when those are missing (`skillcell doctor` says why).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v mkfifo >/dev/null 2>&1 || missing+=(coreutils)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if [ ! -x .venv-test/bin/agentskills ]; then
+  echo "== installing the Agent Skills reference validator (skills-ref) into .venv-test"
+  python3 -m venv .venv-test
+  .venv-test/bin/pip install --quiet --disable-pip-version-check skills-ref==0.1.1
+fi
+export SKILLCELL_AGENTSKILLS="$PWD/.venv-test/bin/agentskills"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
