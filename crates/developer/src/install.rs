@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -323,9 +323,104 @@ fn member_path(raw: &[u8]) -> Result<(Vec<String>, bool), DevError> {
     Ok((parts, is_dir))
 }
 
+/// Reads the names in the archive's central directory ourselves and refuses duplicates.
+///
+/// Zip readers disagree on which of two same-named members wins (the `zip` crate silently
+/// keeps one), so a reviewer's tool could show other bytes than the ones we would hash. Also
+/// refuses zip64 directories and data in front of the first member, which no skill needs.
+fn check_central_directory(archive: &Path, limits: &InstallLimits) -> Result<(), DevError> {
+    let shown = || archive.display().to_string();
+    let bad = |msg: &str| refuse("bad_archive", shown(), msg.to_owned());
+    let mut file = File::open(archive).map_err(DevError::io(archive))?;
+    let len = file.metadata().map_err(DevError::io(archive))?.len();
+    if len > limits.max_total_bytes {
+        return Err(refuse(
+            "file_too_large",
+            shown(),
+            format!(
+                "the archive is {len} bytes; the cap is {}",
+                limits.max_total_bytes
+            ),
+        ));
+    }
+    let tail_len = len.min(22 + 65_535);
+    file.seek(SeekFrom::Start(len - tail_len))
+        .map_err(DevError::io(archive))?;
+    let mut tail = vec![0u8; usize::try_from(tail_len).unwrap_or(0)];
+    file.read_exact(&mut tail).map_err(DevError::io(archive))?;
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
+        .ok_or_else(|| bad("no end-of-central-directory record; not a zip archive"))?;
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let entries = u16_at(&tail, eocd + 10);
+    let cd_size = u32_at(&tail, eocd + 12);
+    let cd_offset = u32_at(&tail, eocd + 16);
+    if entries == 0xffff || cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff {
+        return Err(bad("zip64 archives are not supported; skills are small"));
+    }
+    if usize::from(entries) > limits.max_entries {
+        return Err(refuse(
+            "too_many_entries",
+            shown(),
+            format!(
+                "the archive has {entries} members; the cap is {}",
+                limits.max_entries
+            ),
+        ));
+    }
+    let cd_end = u64::from(cd_offset) + u64::from(cd_size);
+    let eocd_pos = len - tail_len + eocd as u64;
+    if cd_end != eocd_pos {
+        return Err(bad(
+            "the central directory is not where the archive says; rebuild it with a standard zip tool",
+        ));
+    }
+    file.seek(SeekFrom::Start(u64::from(cd_offset)))
+        .map_err(DevError::io(archive))?;
+    let mut cd = vec![0u8; usize::try_from(cd_size).unwrap_or(0)];
+    file.read_exact(&mut cd).map_err(DevError::io(archive))?;
+    let mut names = BTreeSet::new();
+    let mut at = 0usize;
+    let mut count = 0usize;
+    while at < cd.len() {
+        if cd.len() - at < 46 || cd[at..at + 4] != [0x50, 0x4b, 0x01, 0x02] {
+            return Err(bad("malformed central directory"));
+        }
+        let name_len = usize::from(u16_at(&cd, at + 28));
+        let extra_len = usize::from(u16_at(&cd, at + 30));
+        let comment_len = usize::from(u16_at(&cd, at + 32));
+        let name_end = at + 46 + name_len;
+        if name_end > cd.len() {
+            return Err(bad("malformed central directory"));
+        }
+        let name = cd[at + 46..name_end].to_vec();
+        let canonical = String::from_utf8_lossy(&name)
+            .trim_end_matches('/')
+            .to_owned();
+        if !names.insert(canonical.clone()) {
+            return Err(refuse(
+                "duplicate_member",
+                canonical,
+                "the archive holds this path twice; zip readers disagree on which one wins",
+            ));
+        }
+        count += 1;
+        at = name_end + extra_len + comment_len;
+    }
+    if count != usize::from(entries) {
+        return Err(bad(
+            "the central directory's entry count does not match its entries",
+        ));
+    }
+    Ok(())
+}
+
 /// Extracts a zip archive into `dst_root`, with every cap checked against the bytes actually
 /// produced (never the sizes the archive claims).
 fn stage_zip(archive: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<(), DevError> {
+    check_central_directory(archive, limits)?;
     let file = File::open(archive).map_err(DevError::io(archive))?;
     let archive_len = file.metadata().map_err(DevError::io(archive))?.len().max(1);
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {

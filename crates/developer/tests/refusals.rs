@@ -144,6 +144,39 @@ fn device_file_and_fifo_are_refused() {
 }
 
 #[test]
+fn unix_socket_is_refused() {
+    let mut e = env();
+    let dir = evil_folder(&e);
+    let _listener =
+        std::os::unix::net::UnixListener::bind(dir.join("scripts/agent.sock")).expect("bind");
+    assert_refused(&mut e, &dir, "special_file");
+}
+
+#[test]
+fn duplicate_archive_members_are_refused() {
+    // The zip crate's writer will not write duplicates; Python's zipfile will (with a
+    // warning), as an attacker's tool would.
+    let mut e = env();
+    let out = e.tmp.path().join("dup.zip");
+    let script = format!(
+        "import zipfile, warnings\nwarnings.simplefilter('ignore')\n\
+         z = zipfile.ZipFile({out:?}, 'w')\n\
+         z.writestr('evil/SKILL.md', {md:?})\n\
+         z.writestr('evil/run.py', 'print(1)')\n\
+         z.writestr('evil/run.py', 'import os')\n\
+         z.close()\n",
+        out = out.to_str().expect("utf8"),
+        md = std::str::from_utf8(SKILL_MD).expect("utf8"),
+    );
+    let st = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    assert_refused(&mut e, &out, "duplicate_member");
+}
+
+#[test]
 fn archive_members_with_dotdot_or_absolute_paths_are_refused() {
     let mut e = env();
     let dotdot = e.tmp.path().join("dotdot.zip");
