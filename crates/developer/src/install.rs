@@ -14,7 +14,7 @@ use skillcell_store::tree::{self, TreeListing};
 use skillcell_types::{Contract, Decision, Digest, SkillName};
 
 use crate::fsutil::{Staging, force_remove_dir, make_read_only};
-use crate::{DevError, Developer, now};
+use crate::{DevError, Developer, HistoryRow, now};
 
 /// Caps applied while copying or extracting a skill.
 #[derive(Clone, Debug)]
@@ -787,18 +787,16 @@ impl Developer {
                 "UPDATE skills SET current_version = ?1 WHERE name = ?2",
                 params![id, name],
             )?;
-            tx.execute(
-                "INSERT INTO history (at, skill, version_id, tree_hash, event, actor, detail) \
-                 VALUES (?1, ?2, ?3, ?4, 'install', ?5, ?6)",
-                params![
-                    at,
-                    name,
-                    id,
-                    listing.hash.to_string(),
-                    actor,
-                    format!("seq {seq} from {}", source.display())
-                ],
-            )?;
+            HistoryRow {
+                at: &at,
+                skill: name,
+                version_id: Some(id),
+                tree_hash: Some(&listing.hash),
+                event: "install",
+                actor: &actor,
+                detail: &format!("seq {seq} from {}", source.display()),
+            }
+            .insert(tx)?;
             Ok(seq)
         })
     }

@@ -174,6 +174,37 @@ impl Developer {
     }
 }
 
+/// One row of registry history, written inside the caller's transaction.
+#[derive(Debug)]
+pub(crate) struct HistoryRow<'a> {
+    pub at: &'a str,
+    pub skill: &'a str,
+    pub version_id: Option<i64>,
+    pub tree_hash: Option<&'a skillcell_types::Digest>,
+    pub event: &'a str,
+    pub actor: &'a str,
+    pub detail: &'a str,
+}
+
+impl HistoryRow<'_> {
+    pub fn insert(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        tx.execute(
+            "INSERT INTO history (at, skill, version_id, tree_hash, event, actor, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                self.at,
+                self.skill,
+                self.version_id,
+                self.tree_hash.map(ToString::to_string),
+                self.event,
+                self.actor,
+                self.detail
+            ],
+        )?;
+        Ok(())
+    }
+}
+
 pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -9,7 +9,7 @@ use skillcell_store::tree;
 use skillcell_types::{Decision, Digest, VersionState};
 
 use crate::fsutil::force_remove_dir;
-use crate::{DevError, Developer, now};
+use crate::{DevError, Developer, HistoryRow, now};
 
 /// What `rollback` did.
 #[derive(Clone, Debug, Serialize)]
@@ -74,10 +74,16 @@ impl Developer {
             )?;
             tx.execute("DELETE FROM versions WHERE skill = ?1", params![name])?;
             tx.execute("DELETE FROM skills WHERE name = ?1", params![name])?;
-            tx.execute(
-                "INSERT INTO history (at, skill, event, actor, detail) VALUES (?1, ?2, 'remove', ?3, ?4)",
-                params![at, name, actor, format!("{} version(s)", versions.len())],
-            )?;
+            HistoryRow {
+                at: &at,
+                skill: name,
+                version_id: None,
+                tree_hash: None,
+                event: "remove",
+                actor: &actor,
+                detail: &format!("{} version(s)", versions.len()),
+            }
+            .insert(tx)?;
             Ok(())
         })?;
         let reader = self.reader()?;
@@ -137,18 +143,16 @@ impl Developer {
                 "UPDATE skills SET current_version = ?1 WHERE name = ?2",
                 params![target.id, name],
             )?;
-            tx.execute(
-                "INSERT INTO history (at, skill, version_id, tree_hash, event, actor, detail) \
-                 VALUES (?1, ?2, ?3, ?4, 'rollback', ?5, ?6)",
-                params![
-                    at,
-                    name,
-                    target.id,
-                    target.tree_hash.to_string(),
-                    actor,
-                    format!("seq {from_seq} -> seq {}", target.seq)
-                ],
-            )?;
+            HistoryRow {
+                at: &at,
+                skill: name,
+                version_id: Some(target.id),
+                tree_hash: Some(&target.tree_hash),
+                event: "rollback",
+                actor: &actor,
+                detail: &format!("seq {from_seq} -> seq {}", target.seq),
+            }
+            .insert(tx)?;
             Ok(())
         })?;
         self.audit(
@@ -250,11 +254,16 @@ impl Developer {
                 "UPDATE versions SET state = 'quarantined', state_reason = ?1, state_changed_at = ?2 WHERE id = ?3",
                 params![reason, at, id],
             )?;
-            tx.execute(
-                "INSERT INTO history (at, skill, version_id, tree_hash, event, actor, detail) \
-                 VALUES (?1, ?2, ?3, ?4, 'quarantine', ?5, ?6)",
-                params![at, name, id, tree_hash.to_string(), actor, reason],
-            )?;
+            HistoryRow {
+                at: &at,
+                skill: name,
+                version_id: Some(id),
+                tree_hash: Some(tree_hash),
+                event: "quarantine",
+                actor: &actor,
+                detail: reason,
+            }
+            .insert(tx)?;
             Ok(())
         })?;
         self.audit(
