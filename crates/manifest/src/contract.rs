@@ -212,6 +212,7 @@ pub(crate) fn read_contract(entries: &[MetaEntry], out: &mut Vec<Finding>) -> Co
         let mut ctx = Ctx {
             entry,
             out: &mut *out,
+            token: None,
         };
         let value = entry.value.value.trim();
         if value.is_empty() {
@@ -233,7 +234,7 @@ pub(crate) fn read_contract(entries: &[MetaEntry], out: &mut Vec<Finding>) -> Co
                     Access::Write
                 };
                 for t in ctx.unique(&tokens) {
-                    if let Some(path) = ctx.grant_path(t, access) {
+                    if let Some(path) = ctx.grant_path(t) {
                         fs.insert(FsGrant { path, access });
                     }
                 }
@@ -328,6 +329,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 struct Ctx<'a> {
     entry: &'a MetaEntry,
     out: &'a mut Vec<Finding>,
+    /// Byte offset in the value of the token being checked, so findings point at the token.
+    token: Option<usize>,
 }
 
 impl Ctx<'_> {
@@ -336,14 +339,37 @@ impl Ctx<'_> {
         self.out.push(f);
     }
 
-    fn error(&mut self, code: &'static str, message: &str, help: &str) {
+    /// Where the current token starts: exact for plain one-line values, else the value's start.
+    fn pos(&self) -> (usize, usize) {
         let v = &self.entry.value;
-        self.push(Finding::error(code, v.line, v.col, message).help(help));
+        let offset = match self.token {
+            Some(byte) if v.plain && !v.value.contains('\n') => v
+                .value
+                .get(..byte)
+                .map_or(0, |before| before.chars().count()),
+            _ => 0,
+        };
+        (v.line, v.col + offset)
+    }
+
+    /// Notes which token is being checked. Tokens are slices of the value, so their offset is
+    /// the distance between the two starts.
+    fn at(&mut self, token: &str) {
+        let start = self.entry.value.value.as_ptr() as usize;
+        let here = token.as_ptr() as usize;
+        self.token = here
+            .checked_sub(start)
+            .filter(|off| *off <= self.entry.value.value.len());
+    }
+
+    fn error(&mut self, code: &'static str, message: &str, help: &str) {
+        let (line, col) = self.pos();
+        self.push(Finding::error(code, line, col, message).help(help));
     }
 
     fn warning(&mut self, code: &'static str, message: &str, help: &str) {
-        let v = &self.entry.value;
-        self.push(Finding::warning(code, v.line, v.col, message).help(help));
+        let (line, col) = self.pos();
+        self.push(Finding::warning(code, line, col, message).help(help));
     }
 
     fn single<'t>(&mut self, tokens: &[&'t str]) -> Option<&'t str> {
@@ -368,6 +394,7 @@ impl Ctx<'_> {
             if seen.insert(*t) {
                 keep.push(*t);
             } else {
+                self.at(t);
                 self.warning(
                     "contract_repeated_value",
                     &format!("`{t}` is listed twice"),
@@ -379,6 +406,7 @@ impl Ctx<'_> {
     }
 
     fn entry(&mut self, t: &str) -> Option<String> {
+        self.at(t);
         match relative_path(t) {
             Ok(p) => Some(p),
             Err(why) => {
@@ -393,6 +421,7 @@ impl Ctx<'_> {
     }
 
     fn runtime(&mut self, t: &str) -> Option<Runtime> {
+        self.at(t);
         let r = Runtime::from_keyword(t);
         if r.is_none() {
             let known: Vec<&str> = Runtime::ALL.iter().map(|r| r.as_str()).collect();
@@ -405,7 +434,8 @@ impl Ctx<'_> {
         r
     }
 
-    fn grant_path(&mut self, t: &str, access: Access) -> Option<GrantPath> {
+    fn grant_path(&mut self, t: &str) -> Option<GrantPath> {
+        self.at(t);
         let parsed = parse_grant_path(t);
         match parsed {
             Ok(path) => {
@@ -416,7 +446,6 @@ impl Ctx<'_> {
                         "grant the narrowest directory the skill needs; broad grants will need an explicit risk acceptance at approval",
                     );
                 }
-                let _ = access;
                 Some(path)
             }
             Err((why, help)) => {
@@ -427,6 +456,7 @@ impl Ctx<'_> {
     }
 
     fn net_rule(&mut self, t: &str) -> Option<NetRule> {
+        self.at(t);
         match parse_net_rule(t) {
             Ok(rule) => Some(rule),
             Err((why, help)) => {
@@ -437,6 +467,7 @@ impl Ctx<'_> {
     }
 
     fn env(&mut self, t: &str) -> Option<EnvName> {
+        self.at(t);
         let valid = t.len() <= 128
             && t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -468,6 +499,7 @@ impl Ctx<'_> {
     }
 
     fn exec(&mut self, t: &str) -> Option<Executable> {
+        self.at(t);
         if t.starts_with('/') {
             return match parse_absolute(t) {
                 Ok(p) if p != "/" => Some(Executable::Path(p)),
@@ -496,6 +528,7 @@ impl Ctx<'_> {
     }
 
     fn call(&mut self, t: &str) -> Option<SkillName> {
+        self.at(t);
         match SkillName::new(t) {
             Ok(n) => Some(n),
             Err(e) => {
@@ -512,6 +545,7 @@ impl Ctx<'_> {
     fn limits(&mut self, tokens: &[&str], limits: &mut skillcell_types::Limits) {
         let mut seen = BTreeSet::new();
         for t in tokens {
+            self.at(t);
             let Some((k, v)) = t.split_once('=') else {
                 self.error(
                     "contract_bad_limit",

@@ -27,6 +27,8 @@ pub(crate) struct Spanned {
     pub value: String,
     pub line: usize,
     pub col: usize,
+    /// A plain (unquoted) scalar: columns inside it map one to one onto the value.
+    pub plain: bool,
 }
 
 /// One `metadata` entry.
@@ -192,6 +194,7 @@ fn string(key: &Key, value: &Node, multiline: bool, out: &mut Vec<Finding>) -> O
         value: s.clone(),
         line: value.line,
         col: value.col,
+        plain: false,
     })
 }
 
@@ -315,6 +318,7 @@ fn metadata(key: &Key, value: &Node, out: &mut Vec<Finding>) -> Vec<MetaEntry> {
                 value: s.clone(),
                 line: v.line,
                 col: v.col,
+                plain: *plain,
             },
         });
     }

@@ -95,7 +95,10 @@ fn positions_name_line_and_key() {
     assert_eq!(first.line, 5);
     assert_eq!(first.key.as_deref(), Some("metadata.skillcell.env"));
     let shown = first.to_string();
-    assert!(shown.contains("SKILL.md:5:"), "{shown}");
+    assert!(shown.contains("SKILL.md:5:18:"), "{shown}");
+    // Each token is pointed at: `  skillcell.env: LD_PRELOAD LD_LIBRARY_PATH`.
+    let second = report.errors().nth(1).expect("a second error");
+    assert_eq!((second.line, second.col), (5, 29), "{second}");
 }
 
 fn write_skill(root: &Path, name: &str, bytes: &[u8]) -> PathBuf {
