@@ -171,15 +171,18 @@ pub const DANGEROUS_ENV: &[(&str, &str)] = &[
     ("PAGER", "names a program other programs run"),
 ];
 
-/// The reason an environment name is refused, if it is.
+/// The reason an environment name is refused, if it is. Matching ignores case: programs
+/// disagree on case (urllib honours `HTTPS_Proxy`), so every spelling is refused.
 pub fn dangerous_env(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_uppercase();
     DANGEROUS_ENV.iter().find_map(|(pattern, why)| {
+        let pattern = pattern.to_ascii_uppercase();
         let hit = if let Some(prefix) = pattern.strip_suffix('*') {
             name.starts_with(prefix)
         } else if let Some(suffix) = pattern.strip_prefix('*') {
             name.ends_with(suffix)
         } else {
-            name == *pattern
+            name == pattern
         };
         hit.then_some(*why)
     })
@@ -479,7 +482,7 @@ impl Ctx<'_> {
             );
             return None;
         }
-        if RESERVED_ENV.contains(&t) {
+        if RESERVED_ENV.iter().any(|r| r.eq_ignore_ascii_case(t)) {
             self.error(
                 "contract_env_reserved",
                 &format!("`{t}` is set by the cell itself"),
@@ -697,13 +700,14 @@ fn broad_grant(path: &GrantPath) -> Option<&'static str> {
     const SECRETS: [&str; 9] = [
         ".ssh", ".aws", ".gnupg", ".kube", ".docker", ".netrc", ".config", ".git", ".azure",
     ];
-    let GrantPath::Absolute(p) = path else {
-        return None;
+    let rest = match path {
+        GrantPath::Absolute(p) if SYSTEM.contains(&p.as_str()) => {
+            return Some("grants a whole system directory");
+        }
+        GrantPath::Absolute(p) => p.as_str(),
+        GrantPath::Placeholder { rest, .. } => rest.as_str(),
     };
-    if SYSTEM.contains(&p.as_str()) {
-        return Some("grants a whole system directory");
-    }
-    if p.split('/').any(|c| SECRETS.contains(&c)) {
+    if rest.split('/').any(|c| SECRETS.contains(&c)) {
         return Some("reaches into a place where credentials or hooks live");
     }
     None
@@ -732,7 +736,7 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
                 "write IPv6 addresses as `[2001:db8::1]:443`",
             );
         };
-        if let Some(v4) = ip.to_ipv4_mapped() {
+        if let Some(v4) = embedded_ipv4(&ip) {
             return Err((
                 format!("hides the IPv4 address {v4} inside IPv6"),
                 format!("write it as `{v4}`"),
@@ -748,6 +752,12 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
     };
     let port = match port {
         None => 443,
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err((
+                format!("has an invalid port `{p}`"),
+                "write the port as decimal digits, from 1 to 65535".to_owned(),
+            ));
+        }
         Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => {
                 return Err((
@@ -766,6 +776,27 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
         },
     };
     Ok(NetRule { host, port })
+}
+
+/// The IPv4 address an IPv6 address carries, in any of the forms that reach IPv4 hosts:
+/// mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4
+/// (`2002:AABB:CCDD::/16`).
+fn embedded_ipv4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = ip.segments();
+    let low = |a: u16, b: u16| Ipv4Addr::from((u32::from(a) << 16) | u32::from(b));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if seg[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified() {
+        return Some(low(seg[6], seg[7]));
+    }
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(low(seg[6], seg[7]));
+    }
+    if seg[0] == 0x2002 {
+        return Some(low(seg[1], seg[2]));
+    }
+    None
 }
 
 fn parse_host(h: &str) -> Result<HostPattern, (String, String)> {
@@ -913,6 +944,9 @@ mod tests {
         assert!(dangerous_env("NODE_OPTIONS").is_some());
         assert!(dangerous_env("OPEN_METEO_UNITS").is_none());
         assert!(dangerous_env("PYTHONIOENCODING").is_none());
+        // Regression from review: urllib honours any case of *_proxy.
+        assert!(dangerous_env("HTTPS_Proxy").is_some());
+        assert!(dangerous_env("Ld_Preload").is_some());
     }
 
     #[test]
@@ -972,6 +1006,14 @@ mod tests {
         ] {
             assert!(parse_grant_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn broad_grants_are_flagged_under_placeholders_too() {
+        let hooks = parse_grant_path("$WORKSPACE/.git/hooks").expect("parses");
+        assert!(broad_grant(&hooks).is_some());
+        assert!(broad_grant(&parse_grant_path("$WORKSPACE/out").expect("parses")).is_none());
+        assert!(broad_grant(&parse_grant_path("/etc").expect("parses")).is_some());
     }
 
     #[test]
