@@ -15,12 +15,28 @@ mod record;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub use record::{Actor, Event, Record, Role};
 use serde::Serialize;
 use skillcell_types::Digest;
+
+/// Opens a file of the trail without following a symlink and without blocking on a FIFO, and
+/// checks that it is a regular file with one link. The executor may write the audit dir, so
+/// anything in it may have been planted to redirect the developer's writes or reads.
+fn open_checked(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
+    let file = opts
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(io::Error::other(
+            "not a regular file with a single link (planted?)",
+        ));
+    }
+    Ok(file)
+}
 
 /// Largest record line accepted, in bytes; longer `details` are cut before writing.
 pub const MAX_RECORD_BYTES: usize = 32 * 1024;
@@ -49,8 +65,8 @@ pub struct AuditLog {
 pub struct Problem {
     /// 1-based line in audit.log; 0 for the head file.
     pub line: usize,
-    /// Stable code: `malformed`, `hash_mismatch`, `chain_broken`, `sequence_gap`,
-    /// `head_mismatch`, `head_missing`.
+    /// Stable code: `malformed`, `not_canonical`, `hash_mismatch`, `chain_broken`,
+    /// `sequence_gap`, `head_mismatch`, `head_missing`, `log_unreadable`.
     pub code: &'static str,
     pub detail: String,
 }
@@ -95,22 +111,26 @@ impl AuditLog {
         let log = self.log_path();
         fs::create_dir_all(&self.dir).map_err(self.io(&self.dir))?;
         let lock_path = self.dir.join("audit.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(self.io(&lock_path))?;
+        let lock = open_checked(
+            &lock_path,
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600),
+        )
+        .map_err(self.io(&lock_path))?;
         lock.lock().map_err(self.io(&lock_path))?;
 
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .mode(0o600)
-            .open(&log)
-            .map_err(self.io(&log))?;
+        let mut file = open_checked(
+            &log,
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .mode(0o600),
+        )
+        .map_err(self.io(&log))?;
         let (seq, prev) = match last_line(&mut file).map_err(self.io(&log))? {
             None => (1, Digest::from_bytes([0; 32])),
             Some(line) => {
@@ -120,7 +140,15 @@ impl AuditLog {
                         line: 0,
                         detail: format!("last record: {e}"),
                     })?;
-                (last.seq + 1, last.hash)
+                let next = last
+                    .seq
+                    .checked_add(1)
+                    .ok_or_else(|| AuditError::Malformed {
+                        path: log.clone(),
+                        line: 0,
+                        detail: "the last record's sequence number is out of range".into(),
+                    })?;
+                (next, last.hash)
             }
         };
         let record = Record::seal(seq, prev, event.bounded(MAX_RECORD_BYTES));
@@ -140,14 +168,27 @@ impl AuditLog {
     fn write_head(&self, seq: u64, hash: &Digest) -> Result<(), AuditError> {
         let head = self.head_path();
         let tmp = self.dir.join("audit.head.tmp");
-        fs::write(&tmp, format!("{seq} {hash}\n")).map_err(self.io(&tmp))?;
+        // Unlinking removes a planted symlink itself; create_new (O_EXCL) never follows one.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(self.io(&tmp)(e)),
+            _ => {}
+        }
+        let mut f = open_checked(
+            &tmp,
+            OpenOptions::new().write(true).create_new(true).mode(0o600),
+        )
+        .map_err(self.io(&tmp))?;
+        f.write_all(format!("{seq} {hash}\n").as_bytes())
+            .map_err(self.io(&tmp))?;
+        f.sync_data().map_err(self.io(&tmp))?;
+        // rename replaces a symlink at `head` rather than writing through it.
         fs::rename(&tmp, &head).map_err(self.io(&head))
     }
 
     /// Every record, oldest first. Fails on the first line that is not a record.
     pub fn read_all(&self) -> Result<Vec<Record>, AuditError> {
         let log = self.log_path();
-        let file = match File::open(&log) {
+        let file = match open_checked(&log, OpenOptions::new().read(true)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.io(&log)(e)),
@@ -174,7 +215,19 @@ impl AuditLog {
         let mut expected_seq = 1u64;
         let mut records = 0usize;
         let mut hashes = Vec::new();
-        if let Ok(file) = File::open(&log) {
+        let opened = match open_checked(&log, OpenOptions::new().read(true)) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => {
+                problems.push(Problem {
+                    line: 0,
+                    code: "log_unreadable",
+                    detail: format!("audit.log: {e}"),
+                });
+                None
+            }
+        };
+        if let Some(file) = opened {
             for (i, line) in BufReader::new(file).lines().enumerate() {
                 let n = i + 1;
                 let line = line.map_err(self.io(&log))?;
@@ -190,6 +243,18 @@ impl AuditLog {
                     }
                 };
                 records += 1;
+                // The line must be exactly what append wrote: an added, repeated or reformatted
+                // field changes no hash of the parsed record, but it changes the bytes.
+                if serde_json::to_string(&record).ok().as_deref() != Some(line.as_str()) {
+                    problems.push(Problem {
+                        line: n,
+                        code: "not_canonical",
+                        detail: format!(
+                            "record {} was edited: its bytes are not what was written",
+                            record.seq
+                        ),
+                    });
+                }
                 if record.computed_hash() != record.hash {
                     problems.push(Problem {
                         line: n,
@@ -214,7 +279,7 @@ impl AuditLog {
                         detail: format!("expected record {expected_seq}, found {}", record.seq),
                     });
                 }
-                expected_seq = record.seq + 1;
+                expected_seq = record.seq.saturating_add(1);
                 prev = record.hash;
                 hashes.push((record.seq, record.hash));
             }
@@ -257,11 +322,16 @@ impl AuditLog {
 
     fn read_head(&self) -> Result<Option<(u64, Digest)>, AuditError> {
         let path = self.head_path();
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
+        let mut text = String::new();
+        match open_checked(&path, OpenOptions::new().read(true)) {
+            Ok(f) => {
+                f.take(256)
+                    .read_to_string(&mut text)
+                    .map_err(self.io(&path))?;
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io(&path)(e)),
-        };
+        }
         let malformed = || AuditError::Malformed {
             path: path.clone(),
             line: 1,

@@ -150,3 +150,73 @@ fn concurrent_appends_keep_the_chain() {
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!(v.records, 100);
 }
+
+#[test]
+fn added_or_repeated_fields_are_detected() {
+    // Regression from review: fields the parser drops or merges changed no hash.
+    let (_d, log) = trail(3);
+    let mut l = lines(&log);
+    l[0] = l[0].replacen('{', "{\"approved_by\":\"security-team\",", 1);
+    rewrite(&log, &l);
+    assert!(codes(&log).contains(&"not_canonical"), "{:?}", codes(&log));
+
+    let (_d, log) = trail(3);
+    let mut l = lines(&log);
+    l[1] = l[1].replacen('{', "{\"reason\":\"forged\",", 1);
+    rewrite(&log, &l);
+    let c = codes(&log);
+    assert!(
+        c.contains(&"not_canonical") || c.contains(&"malformed"),
+        "{c:?}"
+    );
+}
+
+fn one_event() -> Event {
+    Event::new(
+        Actor::current(Role::Developer),
+        "verify",
+        Decision::Allow,
+        "x",
+    )
+}
+
+#[test]
+fn planted_symlinks_do_not_redirect_writes() {
+    // Regression from review: the executor may create symlinks in the audit dir; the developer
+    // must not write through them.
+    let (d, log) = trail(1);
+    let victim = d.path().join("victim.txt");
+    fs::write(&victim, "precious").expect("victim");
+    let dir = log.log_path().parent().expect("dir").to_path_buf();
+
+    std::os::unix::fs::symlink(&victim, dir.join("audit.head.tmp")).expect("symlink");
+    log.append(one_event())
+        .expect("append replaces the planted link");
+    assert_eq!(fs::read_to_string(&victim).expect("read"), "precious");
+    assert!(log.verify().expect("verify").ok());
+
+    fs::remove_file(dir.join("audit.head")).expect("rm head");
+    std::os::unix::fs::symlink(&victim, dir.join("audit.head")).expect("symlink");
+    log.append(one_event())
+        .expect("rename replaces a linked head");
+    assert_eq!(fs::read_to_string(&victim).expect("read"), "precious");
+
+    fs::rename(log.log_path(), d.path().join("moved.log")).expect("move log");
+    std::os::unix::fs::symlink(&victim, log.log_path()).expect("symlink");
+    assert!(
+        log.append(one_event()).is_err(),
+        "a symlinked log is refused"
+    );
+    assert_eq!(fs::read_to_string(&victim).expect("read"), "precious");
+}
+
+#[test]
+fn forged_huge_sequence_number_does_not_panic() {
+    let (_d, log) = trail(1);
+    let mut records = log.read_all().expect("read");
+    records[0].seq = u64::MAX;
+    records[0].hash = records[0].computed_hash();
+    rewrite(&log, &[serde_json::to_string(&records[0]).expect("json")]);
+    assert!(log.append(one_event()).is_err());
+    assert!(!log.verify().expect("verify").ok());
+}

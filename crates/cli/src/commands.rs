@@ -387,7 +387,7 @@ fn verify(home: &Home, json: bool) -> Result<u8, Failure> {
         }
         t.print();
         for o in &report.orphan_trees {
-            outln!("note: store tree {o} belongs to no version");
+            outln!("note: store tree {} belongs to no version", escape(o));
         }
         outln!(
             "{} version(s) checked, {} tampered ({} newly quarantined)",
@@ -463,9 +463,24 @@ fn audit_list(
 
 fn audit_verify(home: &Home, json: bool) -> Result<u8, Failure> {
     let log = AuditLog::new(home.audit_dir());
-    let v = log
+    let mut v = log
         .verify()
         .map_err(|e| Failure::internal("audit", e.to_string()))?;
+    // Every registry history row was written with an audit record: fewer records than rows
+    // means records were removed, even if what is left chains cleanly (or nothing is left).
+    if let Some(reader) = open_reader(home)? {
+        let rows = reader.history_len().map_err(registry_failure)?;
+        if (v.records as u64) < rows {
+            v.problems.push(skillcell_audit::Problem {
+                line: 0,
+                code: "records_missing",
+                detail: format!(
+                    "the registry history has {rows} entries but the audit trail only {} records",
+                    v.records
+                ),
+            });
+        }
+    }
     if json {
         print_json(&serde_json::json!({
             "ok": v.ok(),

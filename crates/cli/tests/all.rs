@@ -149,6 +149,13 @@ fn verify_and_audit_verify_report_tampering_with_exit_5() {
     let (rc, v) = cli.json(&["audit", "verify"]);
     assert_eq!(rc, 5, "{v}");
     assert_eq!(v["ok"], false);
+
+    // Regression from review: deleting the whole trail (log and head) read as "empty, ok".
+    fs::remove_file(&log).expect("rm log");
+    fs::remove_file(cli.home.path().join("audit/audit.head")).expect("rm head");
+    let (rc, v) = cli.json(&["audit", "verify"]);
+    assert_eq!(rc, 5, "{v}");
+    assert_eq!(v["problems"][0]["code"], "records_missing");
 }
 
 #[test]

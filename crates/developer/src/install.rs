@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
+use skillcell_audit::{Actor, Event};
 use skillcell_manifest::Report;
 use skillcell_store::tree::{self, TreeListing};
 use skillcell_types::{Contract, Decision, Digest, SkillName};
@@ -657,32 +658,17 @@ impl Developer {
 
         let created_tree = self.place_tree(&staged, &listing.hash)?;
         match self.record_version(&manifest, &listing, &contract_hash, source) {
-            Ok(seq) => {
-                self.audit(
-                    self.event("install", Decision::Allow, "installed and marked usable")
-                        .skill(name.as_str())
-                        .version(listing.hash)
-                        .details(serde_json::json!({
-                            "source": source.display().to_string(),
-                            "seq": seq,
-                            "contract_hash": contract_hash.to_string(),
-                            "profile": manifest.contract.profile,
-                            "files": listing.files.len(),
-                            "bytes": listing.total_bytes(),
-                        })),
-                )?;
-                Ok(InstallOutcome {
-                    name,
-                    seq,
-                    tree_hash: listing.hash,
-                    contract_hash,
-                    contract: manifest.contract,
-                    files: listing.files.len(),
-                    bytes: listing.total_bytes(),
-                    unchanged: false,
-                    warnings: loaded.report,
-                })
-            }
+            Ok(seq) => Ok(InstallOutcome {
+                name,
+                seq,
+                tree_hash: listing.hash,
+                contract_hash,
+                contract: manifest.contract,
+                files: listing.files.len(),
+                bytes: listing.total_bytes(),
+                unchanged: false,
+                warnings: loaded.report,
+            }),
             Err(e) => {
                 if created_tree {
                     let _ = force_remove_dir(&self.home.tree_dir(&listing.hash));
@@ -753,7 +739,25 @@ impl Developer {
                 source: io::Error::other(e),
             })?;
         let name = manifest.name.as_str();
-        self.in_tx(|tx| -> rusqlite::Result<u32> {
+        let event = |seq: &u32, actor: &Actor| {
+            Event::new(
+                actor.clone(),
+                "install",
+                Decision::Allow,
+                "installed and marked usable",
+            )
+            .skill(name)
+            .version(listing.hash)
+            .details(serde_json::json!({
+                "source": source.display().to_string(),
+                "seq": seq,
+                "contract_hash": contract_hash.to_string(),
+                "profile": manifest.contract.profile,
+                "files": listing.files.len(),
+                "bytes": listing.total_bytes(),
+            }))
+        };
+        self.in_tx_audited(|tx| -> rusqlite::Result<u32> {
             tx.execute(
                 "INSERT OR IGNORE INTO skills (name, current_version, created_at) VALUES (?1, NULL, ?2)",
                 params![name, at],
@@ -798,7 +802,7 @@ impl Developer {
             }
             .insert(tx)?;
             Ok(seq)
-        })
+        }, event)
     }
 }
 

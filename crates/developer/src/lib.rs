@@ -144,10 +144,14 @@ impl Developer {
         }
     }
 
-    /// Runs `f` in one transaction; commits only if it succeeds.
-    pub(crate) fn in_tx<T>(
+    /// Runs `f` in one transaction, appends the audit record `event` builds from its result,
+    /// then commits. The record is written before the commit: if it cannot be written, the
+    /// transaction rolls back and nothing changes; if the commit then fails, a second record
+    /// says the change was not applied. No change ever lands without its record.
+    pub(crate) fn in_tx_audited<T>(
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+        event: impl FnOnce(&T, &Actor) -> Event,
     ) -> Result<T, DevError> {
         let path = self.home.registry_db();
         let sql = |source| DevError::Sqlite {
@@ -156,7 +160,22 @@ impl Developer {
         };
         let tx = self.conn.transaction().map_err(sql)?;
         let value = f(&tx).map_err(sql)?;
-        tx.commit().map_err(sql)?;
+        let record = event(&value, &self.actor);
+        let (op, skill) = (record.op.clone(), record.skill.clone());
+        self.audit.append(record)?;
+        if let Err(e) = tx.commit() {
+            let mut undo = Event::new(
+                self.actor.clone(),
+                &op,
+                Decision::Deny,
+                format!("not applied: the registry commit failed: {e}"),
+            );
+            if let Some(s) = skill {
+                undo = undo.skill(s);
+            }
+            let _ = self.audit.append(undo);
+            return Err(sql(e));
+        }
         Ok(value)
     }
 

@@ -5,6 +5,7 @@ use std::fs;
 
 use rusqlite::params;
 use serde::Serialize;
+use skillcell_audit::{Actor, Event};
 use skillcell_store::tree;
 use skillcell_types::{Decision, Digest, VersionState};
 
@@ -66,29 +67,41 @@ impl Developer {
             Err(e) => return Err(e.into()),
         };
         let at = now();
-        let actor = self.actor_label();
-        self.in_tx(|tx| -> rusqlite::Result<()> {
-            tx.execute(
-                "UPDATE skills SET current_version = NULL WHERE name = ?1",
-                params![name],
-            )?;
-            tx.execute("DELETE FROM versions WHERE skill = ?1", params![name])?;
-            tx.execute("DELETE FROM skills WHERE name = ?1", params![name])?;
-            HistoryRow {
-                at: &at,
-                skill: name,
-                version_id: None,
-                tree_hash: None,
-                event: "remove",
-                actor: &actor,
-                detail: &format!("{} version(s)", versions.len()),
-            }
-            .insert(tx)?;
-            Ok(())
-        })?;
+        let label = self.actor_label();
+        let trees: BTreeSet<Digest> = versions.iter().map(|v| v.tree_hash).collect();
+        let event = |_: &(), actor: &Actor| {
+            Event::new(actor.clone(), "remove", Decision::Allow, "removed")
+                .skill(name)
+                .details(serde_json::json!({
+                    "versions": versions.len(),
+                    "trees": trees.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }))
+        };
+        self.in_tx_audited(
+            |tx| -> rusqlite::Result<()> {
+                tx.execute(
+                    "UPDATE skills SET current_version = NULL WHERE name = ?1",
+                    params![name],
+                )?;
+                tx.execute("DELETE FROM versions WHERE skill = ?1", params![name])?;
+                tx.execute("DELETE FROM skills WHERE name = ?1", params![name])?;
+                HistoryRow {
+                    at: &at,
+                    skill: name,
+                    version_id: None,
+                    tree_hash: None,
+                    event: "remove",
+                    actor: &label,
+                    detail: &format!("{} version(s)", versions.len()),
+                }
+                .insert(tx)?;
+                Ok(())
+            },
+            event,
+        )?;
+        // Trees go after the commit; one still used by another skill stays.
         let reader = self.reader()?;
         let mut removed = Vec::new();
-        let trees: BTreeSet<Digest> = versions.iter().map(|v| v.tree_hash).collect();
         for hash in trees {
             if !reader.tree_referenced(&hash)? {
                 let dir = self.home.tree_dir(&hash);
@@ -96,14 +109,6 @@ impl Developer {
                 removed.push(hash);
             }
         }
-        self.audit(
-            self.event("remove", Decision::Allow, "removed")
-                .skill(name)
-                .details(serde_json::json!({
-                    "versions": versions.len(),
-                    "trees_removed": removed.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                })),
-        )?;
         Ok(removed)
     }
 
@@ -137,32 +142,36 @@ impl Developer {
                 name: name.to_owned(),
             })?;
         let at = now();
-        let actor = self.actor_label();
-        self.in_tx(|tx| -> rusqlite::Result<()> {
-            tx.execute(
-                "UPDATE skills SET current_version = ?1 WHERE name = ?2",
-                params![target.id, name],
-            )?;
-            HistoryRow {
-                at: &at,
-                skill: name,
-                version_id: Some(target.id),
-                tree_hash: Some(&target.tree_hash),
-                event: "rollback",
-                actor: &actor,
-                detail: &format!("seq {from_seq} -> seq {}", target.seq),
-            }
-            .insert(tx)?;
-            Ok(())
-        })?;
-        self.audit(
-            self.event(
+        let label = self.actor_label();
+        let event = |_: &(), actor: &Actor| {
+            Event::new(
+                actor.clone(),
                 "rollback",
                 Decision::Allow,
                 format!("seq {from_seq} -> seq {}", target.seq),
             )
             .skill(name)
-            .version(target.tree_hash),
+            .version(target.tree_hash)
+        };
+        self.in_tx_audited(
+            |tx| -> rusqlite::Result<()> {
+                tx.execute(
+                    "UPDATE skills SET current_version = ?1 WHERE name = ?2",
+                    params![target.id, name],
+                )?;
+                HistoryRow {
+                    at: &at,
+                    skill: name,
+                    version_id: Some(target.id),
+                    tree_hash: Some(&target.tree_hash),
+                    event: "rollback",
+                    actor: &label,
+                    detail: &format!("seq {from_seq} -> seq {}", target.seq),
+                }
+                .insert(tx)?;
+                Ok(())
+            },
+            event,
         )?;
         Ok(RollbackOutcome {
             name: name.to_owned(),
@@ -248,8 +257,13 @@ impl Developer {
         reason: &str,
     ) -> Result<(), DevError> {
         let at = now();
-        let actor = self.actor_label();
-        self.in_tx(|tx| -> rusqlite::Result<()> {
+        let label = self.actor_label();
+        let event = |_: &(), actor: &Actor| {
+            Event::new(actor.clone(), "quarantine", Decision::Deny, reason)
+                .skill(name)
+                .version(*tree_hash)
+        };
+        self.in_tx_audited(|tx| -> rusqlite::Result<()> {
             tx.execute(
                 "UPDATE versions SET state = 'quarantined', state_reason = ?1, state_changed_at = ?2 WHERE id = ?3",
                 params![reason, at, id],
@@ -260,16 +274,11 @@ impl Developer {
                 version_id: Some(id),
                 tree_hash: Some(tree_hash),
                 event: "quarantine",
-                actor: &actor,
+                actor: &label,
                 detail: reason,
             }
             .insert(tx)?;
             Ok(())
-        })?;
-        self.audit(
-            self.event("quarantine", Decision::Deny, reason)
-                .skill(name)
-                .version(*tree_hash),
-        )
+        }, event)
     }
 }

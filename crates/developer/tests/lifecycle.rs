@@ -168,3 +168,15 @@ fn every_operation_is_audited() {
     );
     assert!(log.verify().expect("verify").ok());
 }
+
+#[test]
+fn nothing_lands_without_its_audit_record() {
+    // Regression from review: the registry committed before the audit append, so a damaged
+    // trail left an installed, usable skill with no record.
+    let mut e = env();
+    fs::create_dir_all(e.home.audit_dir()).expect("mkdir");
+    fs::write(e.home.audit_dir().join("audit.log"), "{\"partial").expect("damage");
+    let before = crate::footprint(&e);
+    assert!(e.dev.install(&example("json-stats")).is_err());
+    assert_eq!(crate::footprint(&e), before, "the install must not land");
+}

@@ -294,6 +294,14 @@ impl RegistryReader {
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
+    /// How many history rows the registry holds; each has an audit record beside it.
+    pub fn history_len(&self) -> Result<u64, RegistryError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM history", [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+
     /// Whether any version still references `tree_hash`.
     pub fn tree_referenced(&self, tree_hash: &Digest) -> Result<bool, RegistryError> {
         self.conn
