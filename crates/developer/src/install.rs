@@ -349,12 +349,25 @@ fn check_central_directory(archive: &Path, limits: &InstallLimits) -> Result<(),
         .map_err(DevError::io(archive))?;
     let mut tail = vec![0u8; usize::try_from(tail_len).unwrap_or(0)];
     file.read_exact(&mut tail).map_err(DevError::io(archive))?;
-    let eocd = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
-        .ok_or_else(|| bad("no end-of-central-directory record; not a zip archive"))?;
     let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    // The end record must close the file exactly: its comment runs to the last byte. Readers
+    // that search differently then cannot be steered to different directories.
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| {
+            tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06]
+                && i + 22 + usize::from(u16_at(&tail, i + 20)) == tail.len()
+        })
+        .ok_or_else(|| {
+            bad("no end-of-central-directory record closing the file; not a plain zip archive")
+        })?;
+    if u16_at(&tail, eocd + 4) != 0 || u16_at(&tail, eocd + 6) != 0 {
+        return Err(bad("multi-disk archives are not supported"));
+    }
+    if u16_at(&tail, eocd + 8) != u16_at(&tail, eocd + 10) {
+        return Err(bad("the end record's entry counts disagree"));
+    }
     let entries = u16_at(&tail, eocd + 10);
     let cd_size = u32_at(&tail, eocd + 12);
     let cd_offset = u32_at(&tail, eocd + 16);
@@ -431,6 +444,21 @@ fn stage_zip(archive: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<
             format!("not a readable zip archive: {e}"),
         )
     })?;
+    // Our own directory walk refused duplicates; the reader's view must agree with it.
+    if zip.has_duplicate_names() {
+        return Err(refuse(
+            "duplicate_member",
+            archive.display().to_string(),
+            "the archive holds a path twice; zip readers disagree on which one wins",
+        ));
+    }
+    zip.validate_header_consistency().map_err(|e| {
+        refuse(
+            "bad_archive",
+            archive.display().to_string(),
+            format!("local headers disagree with the central directory: {e}"),
+        )
+    })?;
     if zip.len() > limits.max_entries {
         return Err(refuse(
             "too_many_entries",
@@ -449,6 +477,7 @@ fn stage_zip(archive: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<
     };
     fs::create_dir(dst_root).map_err(DevError::io(dst_root))?;
     let mut seen = BTreeSet::new();
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
     for i in 0..zip.len() {
         let mut member = zip.by_index(i).map_err(|e| {
             refuse(
@@ -467,6 +496,15 @@ fn stage_zip(archive: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<
             ));
         }
         budget.entry(&rel, parts.len())?;
+        // Directories a member implies count against the caps like declared ones, or a few
+        // thousand deep paths would create hundreds of thousands of directories.
+        for depth in 1..parts.len() {
+            let ancestor = parts[..depth].join("/");
+            if !dirs.contains(&ancestor) {
+                budget.entry(&ancestor, depth)?;
+                dirs.insert(ancestor);
+            }
+        }
         let mode = member.unix_mode().unwrap_or(0);
         let kind = mode & 0o170000;
         if kind == 0o120000 {
@@ -487,6 +525,7 @@ fn stage_zip(archive: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<
             .iter()
             .fold(dst_root.to_path_buf(), |p, part| p.join(part));
         if member.is_dir() || is_dir_name || kind == 0o040000 {
+            dirs.insert(rel.clone());
             fs::create_dir_all(&target).map_err(DevError::io(&target))?;
             continue;
         }

@@ -177,6 +177,72 @@ fn duplicate_archive_members_are_refused() {
 }
 
 #[test]
+fn duplicates_hidden_behind_a_fake_directory_in_the_comment_are_refused() {
+    // Regression from review: a second end record inside the archive comment, with a bad
+    // comment length, steered our duplicate check to a fake directory while the zip crate
+    // read the real one.
+    let mut e = env();
+    let out = e.tmp.path().join("fake-eocd.zip");
+    let script = format!(
+        r#"import zipfile, struct, warnings
+warnings.simplefilter('ignore')
+p = {out:?}
+z = zipfile.ZipFile(p, 'w')
+z.writestr('evil/SKILL.md', {md:?})
+z.writestr('evil/run.py', 'print(1)')
+z.writestr('evil/run.py', 'import os')
+z.close()
+b = bytearray(open(p, 'rb').read())
+n = len(b)
+name = b'zz'
+cd = struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 0,0,0,0,0,0,0,0,0, len(name),0,0,0,0,0,0) + name
+eocd = struct.pack('<IHHHHIIH', 0x06054b50, 0,0,1,1, len(cd), n, 0xffff)
+b[n-2:n] = struct.pack('<H', len(cd + eocd))
+b += cd + eocd
+open(p, 'wb').write(b)
+"#,
+        out = out.to_str().expect("utf8"),
+        md = std::str::from_utf8(SKILL_MD).expect("utf8"),
+    );
+    let st = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    let before = footprint(&e);
+    match e.dev.install(&out) {
+        Err(DevError::Refused(r)) => {
+            assert!(["duplicate_member", "bad_archive"].contains(&r.code), "{r}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(footprint(&e), before);
+}
+
+#[test]
+fn implied_directories_count_against_the_entry_cap() {
+    // Regression from review: 3 000 members with deep unique paths created 90 000 directories.
+    let mut e = env();
+    e.dev = skillcell_developer::Developer::open(e.home.clone())
+        .expect("open")
+        .with_limits(InstallLimits {
+            max_entries: 1000,
+            ..InstallLimits::default()
+        });
+    let out = e.tmp.path().join("dirbomb.zip");
+    let names: Vec<String> = (0..100)
+        .map(|i| {
+            let deep: Vec<String> = (0..20).map(|d| format!("d{i}x{d}")).collect();
+            format!("evil/{}/f", deep.join("/"))
+        })
+        .collect();
+    let mut members: Vec<(&str, &[u8])> = vec![("evil/SKILL.md", SKILL_MD)];
+    members.extend(names.iter().map(|n| (n.as_str(), &b"x"[..])));
+    zip_members(&out, &members);
+    assert_refused(&mut e, &out, "too_many_entries");
+}
+
+#[test]
 fn archive_members_with_dotdot_or_absolute_paths_are_refused() {
     let mut e = env();
     let dotdot = e.tmp.path().join("dotdot.zip");
