@@ -356,3 +356,48 @@ fn invalid_skill_md_leaves_nothing_behind() {
     }
     assert_eq!(footprint(&e), before);
 }
+
+#[test]
+fn swapping_a_file_for_a_symlink_during_install_never_copies_outside_files() {
+    // Regression from review: each entry was checked by path, then opened again by path, so a
+    // file swapped for a symlink in between was followed out of the folder.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut e = env();
+    let dir = evil_folder(&e);
+    let secret = e.tmp.path().join("secret.txt");
+    fs::write(&secret, "TOP SECRET outside").expect("secret");
+    fs::write(dir.join("data"), "benign").expect("data");
+    let stop = AtomicBool::new(false);
+    let mut leaked = None;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let lnk = dir.join("lnk.tmp");
+                let _ = fs::remove_file(&lnk);
+                let _ = std::os::unix::fs::symlink(&secret, &lnk);
+                let _ = fs::rename(&lnk, dir.join("data"));
+                let reg = dir.join("reg.tmp");
+                let _ = fs::write(&reg, "benign");
+                let _ = fs::rename(&reg, dir.join("data"));
+            }
+        });
+        'attempts: for _ in 0..300 {
+            if let Ok(out) = e.dev.install(&dir) {
+                let stored = e.home.tree_dir(&out.tree_hash);
+                for f in fs::read_dir(&stored).into_iter().flatten().flatten() {
+                    let p = f.path();
+                    if fs::read_to_string(&p)
+                        .unwrap_or_default()
+                        .contains("TOP SECRET")
+                    {
+                        leaked = Some(p);
+                        break 'attempts;
+                    }
+                }
+            }
+        }
+        // Stop the swapper before judging, so a failure cannot leave it spinning.
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(leaked, None, "a file from outside the folder was stored");
+}
