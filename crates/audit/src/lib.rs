@@ -14,28 +14,66 @@
 mod record;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub use record::{Actor, Event, Record, Role};
 use serde::Serialize;
 use skillcell_types::Digest;
 
 /// Opens a file of the trail without following a symlink and without blocking on a FIFO, and
-/// checks that it is a regular file with one link. The executor may write the audit dir, so
-/// anything in it may have been planted to redirect the developer's writes or reads.
+/// checks that it is a regular file. The executor may write the audit dir, so anything in it
+/// may have been planted to redirect the developer's writes or reads. (Hard links need no
+/// check: Landlock lets the executor link only between `run/` and `audit/`.)
 fn open_checked(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
     let file = opts
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() || meta.nlink() != 1 {
-        return Err(io::Error::other(
-            "not a regular file with a single link (planted?)",
-        ));
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file (planted?)"));
     }
     Ok(file)
+}
+
+/// How long an append waits for another writer before giving up.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Takes the exclusive lock, polling, so that a lock held forever (by a stuck or hostile
+/// process) becomes an error instead of a hang.
+fn lock_with_timeout(lock: &File, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::other(format!(
+                    "the audit trail stayed locked for {}s by another process",
+                    timeout.as_secs()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// The lines of `file`, split on `\n` only, so that a stray `\r` stays part of its line.
+fn raw_lines(file: File) -> io::Result<Vec<String>> {
+    let mut bytes = Vec::new();
+    BufReader::new(file).read_to_end(&mut bytes)?;
+    let mut lines: Vec<String> = bytes
+        .split(|b| *b == b'\n')
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    if lines.last().is_some_and(String::is_empty) {
+        lines.pop();
+    }
+    Ok(lines)
 }
 
 /// Largest record line accepted, in bytes; longer `details` are cut before writing.
@@ -58,6 +96,7 @@ pub enum AuditError {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     dir: PathBuf,
+    lock_timeout: Duration,
 }
 
 /// One problem `verify` found.
@@ -88,7 +127,16 @@ impl Verification {
 impl AuditLog {
     /// The trail in `dir` (created on first append).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            lock_timeout: LOCK_TIMEOUT,
+        }
+    }
+
+    /// Replaces how long an append waits for the lock ([`LOCK_TIMEOUT`] by default).
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -120,7 +168,7 @@ impl AuditLog {
                 .mode(0o600),
         )
         .map_err(self.io(&lock_path))?;
-        lock.lock().map_err(self.io(&lock_path))?;
+        lock_with_timeout(&lock, self.lock_timeout).map_err(self.io(&lock_path))?;
 
         let mut file = open_checked(
             &log,
@@ -160,7 +208,10 @@ impl AuditLog {
         line.push('\n');
         file.write_all(line.as_bytes()).map_err(self.io(&log))?;
         file.sync_data().map_err(self.io(&log))?;
-        self.write_head(record.seq, &record.hash)?;
+        // The line is the record; the head only guards against a cut-off tail. Failing here
+        // would report an error for a record that was saved, so a head that cannot be
+        // written is left behind, and `verify` reports `head_mismatch`.
+        let _ = self.write_head(record.seq, &record.hash);
         drop(lock);
         Ok(record)
     }
@@ -194,8 +245,11 @@ impl AuditLog {
             Err(e) => return Err(self.io(&log)(e)),
         };
         let mut out = Vec::new();
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(self.io(&log))?;
+        for (i, line) in raw_lines(file)
+            .map_err(self.io(&log))?
+            .into_iter()
+            .enumerate()
+        {
             out.push(
                 serde_json::from_str(&line).map_err(|e| AuditError::Malformed {
                     path: log.clone(),
@@ -228,9 +282,12 @@ impl AuditLog {
             }
         };
         if let Some(file) = opened {
-            for (i, line) in BufReader::new(file).lines().enumerate() {
+            for (i, line) in raw_lines(file)
+                .map_err(self.io(&log))?
+                .into_iter()
+                .enumerate()
+            {
                 let n = i + 1;
-                let line = line.map_err(self.io(&log))?;
                 let record: Record = match serde_json::from_str(&line) {
                     Ok(r) => r,
                     Err(e) => {
@@ -284,8 +341,20 @@ impl AuditLog {
                 hashes.push((record.seq, record.hash));
             }
         }
-        let head = self.read_head()?;
+        let head = match self.read_head() {
+            Ok(h) => h,
+            Err(e) => {
+                problems.push(Problem {
+                    line: 0,
+                    code: "head_mismatch",
+                    detail: format!("audit.head cannot be read: {e}"),
+                });
+                Some((u64::MAX, Digest::from_bytes([0; 32])))
+            }
+        };
+        let head_readable = problems.last().is_none_or(|p| p.line != 0);
         match head {
+            _ if !head_readable => {}
             None if records > 0 => problems.push(Problem {
                 line: 0,
                 code: "head_missing",
@@ -296,7 +365,7 @@ impl AuditLog {
                 let last = hashes.last().copied();
                 match last {
                     // One record beyond the head: an append died between the two writes.
-                    Some((last_seq, _)) if last_seq == seq + 1 => {}
+                    Some((last_seq, _)) if Some(last_seq) == seq.checked_add(1) => {}
                     Some((last_seq, last_hash)) if last_seq == seq && last_hash == hash => {}
                     _ => problems.push(Problem {
                         line: 0,

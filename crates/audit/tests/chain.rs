@@ -220,3 +220,54 @@ fn forged_huge_sequence_number_does_not_panic() {
     assert!(log.append(one_event()).is_err());
     assert!(!log.verify().expect("verify").ok());
 }
+
+#[test]
+fn a_head_that_cannot_be_written_does_not_fail_a_saved_append() {
+    // Regression from review: the line was saved, then the head write failed and the caller
+    // was told the append failed, so it rolled back a change its record still claimed.
+    let (_d, log) = trail(1);
+    let dir = log.log_path().parent().expect("dir").to_path_buf();
+    fs::remove_file(dir.join("audit.head")).expect("rm");
+    fs::create_dir(dir.join("audit.head")).expect("plant a directory");
+    log.append(one_event()).expect("the record is saved");
+    assert_eq!(log.read_all().expect("read").len(), 2);
+    assert!(codes(&log).contains(&"head_mismatch"), "{:?}", codes(&log));
+}
+
+#[test]
+fn a_trailing_carriage_return_is_an_edit() {
+    let (_d, log) = trail(2);
+    let mut l = lines(&log);
+    l[0].push('\r');
+    rewrite(&log, &l);
+    assert!(codes(&log).contains(&"not_canonical"), "{:?}", codes(&log));
+}
+
+#[test]
+fn floats_in_details_verify() {
+    // Regression from review: floats that do not round-trip made verify report tampering.
+    let (_d, log) = trail(0);
+    for i in 0..200u32 {
+        let x = f64::from(i) * 0.1 + 1e-7 / f64::from(i + 3);
+        log.append(one_event().details(serde_json::json!({"x": x, "y": x.sqrt()})))
+            .expect("append");
+    }
+    let v = log.verify().expect("verify");
+    assert!(v.ok(), "{:?}", v.problems);
+}
+
+#[test]
+fn a_lock_held_forever_is_an_error_not_a_hang() {
+    let (_d, log) = trail(1);
+    let dir = log.log_path().parent().expect("dir").to_path_buf();
+    let holder = fs::File::open(dir.join("audit.lock")).expect("open lock");
+    holder.lock().expect("hold the lock");
+    let impatient = log
+        .clone()
+        .with_lock_timeout(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    assert!(impatient.append(one_event()).is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(holder);
+    impatient.append(one_event()).expect("free again");
+}

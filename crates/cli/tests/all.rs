@@ -155,7 +155,7 @@ fn verify_and_audit_verify_report_tampering_with_exit_5() {
     fs::remove_file(cli.home.path().join("audit/audit.head")).expect("rm head");
     let (rc, v) = cli.json(&["audit", "verify"]);
     assert_eq!(rc, 5, "{v}");
-    assert_eq!(v["problems"][0]["code"], "records_missing");
+    assert_eq!(v["problems"][0]["code"], "anchor_missing");
 }
 
 #[test]
@@ -237,4 +237,46 @@ fn doctor_exit_code_matches_its_checks() {
         ["unified", "hybrid", "legacy", "none"]
             .contains(&v["cgroups"]["mode"].as_str().expect("mode"))
     );
+}
+
+#[test]
+fn a_trail_rebuilt_by_the_executor_is_caught_by_the_registry_anchors() {
+    // Regression from review: the executor may write the audit dir, so it can drop the
+    // developer's records and rebuild a clean chain; the registry history (which it cannot
+    // write) keeps the hash of every developer record.
+    use skillcell_audit::{AuditLog, Role};
+    let cli = Cli::new();
+    cli.run(&["install", "examples/skills/json-stats"]);
+    assert_eq!(cli.run(&["audit", "verify"]).status.code(), Some(0));
+
+    let log = AuditLog::new(cli.home.path().join("audit"));
+    let mut records = log.read_all().expect("read");
+    let mut prev = skillcell_types::Digest::from_bytes([0; 32]);
+    for (i, r) in records.iter_mut().enumerate() {
+        r.event.actor.role = Role::Executor;
+        r.event.op = "resolve".into();
+        r.seq = i as u64 + 1;
+        r.prev = prev;
+        r.hash = r.computed_hash();
+        prev = r.hash;
+    }
+    let text: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("json") + "\n")
+        .collect();
+    fs::write(log.log_path(), text).expect("rewrite");
+    fs::write(
+        cli.home.path().join("audit/audit.head"),
+        format!("{} {}\n", records.len(), prev),
+    )
+    .expect("head");
+    let (rc, v) = cli.json(&["audit", "verify"]);
+    assert_eq!(rc, 5, "{v}");
+    let codes: Vec<&str> = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["anchor_missing"], "the chain itself is clean: {v}");
 }

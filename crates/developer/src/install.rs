@@ -313,6 +313,9 @@ impl Walk<'_> {
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
         ) {
             Ok(fd) => Ok(fd),
+            Err(Errno::XDEV) if target.starts_with('/') => Err(escape(format!(
+                "absolute symlinks are refused, even into the folder (to {target}); make it relative or copy the file"
+            ))),
             Err(Errno::XDEV) => Err(escape(format!(
                 "the symlink leaves the skill folder (to {target}); copy what it needs into the folder"
             ))),
@@ -423,10 +426,13 @@ fn member_path(raw: &[u8]) -> Result<(Vec<String>, bool), DevError> {
 /// Zip readers disagree on which of two same-named members wins (the `zip` crate silently
 /// keeps one), so a reviewer's tool could show other bytes than the ones we would hash. Also
 /// refuses zip64 directories and data in front of the first member, which no skill needs.
-fn check_central_directory(archive: &Path, limits: &InstallLimits) -> Result<(), DevError> {
+fn check_central_directory(
+    archive: &Path,
+    file: &mut File,
+    limits: &InstallLimits,
+) -> Result<(), DevError> {
     let shown = || archive.display().to_string();
     let bad = |msg: &str| refuse("bad_archive", shown(), msg.to_owned());
-    let mut file = File::open(archive).map_err(DevError::io(archive))?;
     let len = file.metadata().map_err(DevError::io(archive))?.len();
     if len > limits.max_total_bytes {
         return Err(refuse(
@@ -456,6 +462,13 @@ fn check_central_directory(archive: &Path, limits: &InstallLimits) -> Result<(),
         .ok_or_else(|| {
             bad("no end-of-central-directory record closing the file; not a plain zip archive")
         })?;
+    // Another end-record signature before it (inside its comment or in trailing data) is a
+    // second directory some reader might pick: refuse rather than guess.
+    if (0..eocd).any(|i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06]) {
+        return Err(bad(
+            "the archive holds more than one end-of-central-directory record",
+        ));
+    }
     if u16_at(&tail, eocd + 4) != 0 || u16_at(&tail, eocd + 6) != 0 {
         return Err(bad("multi-disk archives are not supported"));
     }
@@ -528,8 +541,11 @@ fn check_central_directory(archive: &Path, limits: &InstallLimits) -> Result<(),
 /// Extracts a zip archive into `dst_root`, with every cap checked against the bytes actually
 /// produced (never the sizes the archive claims).
 fn stage_zip(archive: &Path, dst_root: &Path, limits: &InstallLimits) -> Result<(), DevError> {
-    check_central_directory(archive, limits)?;
-    let file = File::open(archive).map_err(DevError::io(archive))?;
+    // One open file for the check and the extraction: the archive cannot be swapped between.
+    let mut file = File::open(archive).map_err(DevError::io(archive))?;
+    check_central_directory(archive, &mut file, limits)?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(DevError::io(archive))?;
     let archive_len = file.metadata().map_err(DevError::io(archive))?.len().max(1);
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {
         refuse(

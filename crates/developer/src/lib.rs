@@ -162,18 +162,37 @@ impl Developer {
         let value = f(&tx).map_err(sql)?;
         let record = event(&value, &self.actor);
         let (op, skill) = (record.op.clone(), record.skill.clone());
-        self.audit.append(record)?;
-        if let Err(e) = tx.commit() {
+        let not_applied = |audit: &AuditLog, why: String| {
             let mut undo = Event::new(
                 self.actor.clone(),
                 &op,
                 Decision::Deny,
-                format!("not applied: the registry commit failed: {e}"),
+                format!("not applied: {why}"),
             );
-            if let Some(s) = skill {
-                undo = undo.skill(s);
+            if let Some(s) = &skill {
+                undo = undo.skill(s.clone());
             }
-            let _ = self.audit.append(undo);
+            // Best effort: if the trail cannot take this either, the first record was not
+            // written.
+            let _ = audit.append(undo);
+        };
+        let written = match self.audit.append(record) {
+            Ok(r) => r,
+            Err(e) => {
+                not_applied(
+                    &self.audit,
+                    format!("the audit record could not be written: {e}"),
+                );
+                return Err(e.into());
+            }
+        };
+        // Anchor the record in the row this operation wrote, where the executor cannot reach.
+        let anchored = tx.execute(
+            "UPDATE history SET audit_hash = ?1 WHERE id = (SELECT MAX(id) FROM history)",
+            rusqlite::params![written.hash.to_string()],
+        );
+        if let Err(e) = anchored.and_then(|_| tx.commit()) {
+            not_applied(&self.audit, format!("the registry commit failed: {e}"));
             return Err(sql(e));
         }
         Ok(value)
@@ -222,6 +241,38 @@ impl HistoryRow<'_> {
         )?;
         Ok(())
     }
+}
+
+/// Problems between the registry history and the audit trail: every history row carries the
+/// hash of the developer record written with it, and that record must be in the trail. The
+/// executor can rewrite the trail but not the registry, so a rebuilt chain misses anchors.
+pub fn audit_anchor_problems(
+    reader: &RegistryReader,
+    records: &[skillcell_audit::Record],
+) -> Result<Vec<skillcell_audit::Problem>, DevError> {
+    let developer: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.event.actor.role == Role::Developer)
+        .map(|r| r.hash.to_string())
+        .collect();
+    let mut problems = Vec::new();
+    for (id, skill, event, hash) in reader.audit_anchors()? {
+        let missing = match &hash {
+            Some(h) => !developer.contains(h),
+            None => true,
+        };
+        if missing {
+            problems.push(skillcell_audit::Problem {
+                line: 0,
+                code: "anchor_missing",
+                detail: format!(
+                    "registry history row {id} ({event} of {skill}) names audit record {}, which is not in the trail",
+                    hash.as_deref().map_or("(none)", |h| &h[..12.min(h.len())])
+                ),
+            });
+        }
+    }
+    Ok(problems)
 }
 
 pub(crate) fn now() -> String {

@@ -704,6 +704,9 @@ fn broad_grant(path: &GrantPath) -> Option<&'static str> {
         GrantPath::Absolute(p) if SYSTEM.contains(&p.as_str()) => {
             return Some("grants a whole system directory");
         }
+        GrantPath::Placeholder { name, rest } if rest.is_empty() && name == "HOME" => {
+            return Some("asks the caller for a whole home directory");
+        }
         GrantPath::Absolute(p) => p.as_str(),
         GrantPath::Placeholder { rest, .. } => rest.as_str(),
     };
@@ -778,9 +781,10 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
     Ok(NetRule { host, port })
 }
 
-/// The IPv4 address an IPv6 address carries, in any of the forms that reach IPv4 hosts:
-/// mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4
-/// (`2002:AABB:CCDD::/16`).
+/// The IPv4 address an IPv6 address carries, in any of the well-known forms that reach IPv4
+/// hosts: mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96` and
+/// `64:ff9b:1::/48`), 6to4 (`2002::/16`) and Teredo (`2001::/32`). Operator-chosen NAT64
+/// prefixes cannot be recognized here; the egress proxy judges the address it dials.
 fn embedded_ipv4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
     let seg = ip.segments();
     let low = |a: u16, b: u16| Ipv4Addr::from((u32::from(a) << 16) | u32::from(b));
@@ -792,6 +796,14 @@ fn embedded_ipv4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
     }
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some(low(seg[6], seg[7]));
+    }
+    // Local-use NAT64 (RFC 8215): the IPv4 address sits in the low 32 bits for a /96.
+    if seg[..3] == [0x64, 0xff9b, 1] {
+        return Some(low(seg[6], seg[7]));
+    }
+    // Teredo: the client's IPv4 address, inverted, in the last 32 bits.
+    if seg[..2] == [0x2001, 0] {
+        return Some(low(!seg[6], !seg[7]));
     }
     if seg[0] == 0x2002 {
         return Some(low(seg[1], seg[2]));

@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS history (
     tree_hash  TEXT,
     event      TEXT NOT NULL,
     actor      TEXT NOT NULL,
-    detail     TEXT NOT NULL DEFAULT ''
+    detail     TEXT NOT NULL DEFAULT '',
+    -- Hash of the audit record written with this row: anchors the audit trail in a place the
+    -- executor cannot write.
+    audit_hash TEXT
 );
 "#;
 
@@ -294,12 +297,18 @@ impl RegistryReader {
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
-    /// How many history rows the registry holds; each has an audit record beside it.
-    pub fn history_len(&self) -> Result<u64, RegistryError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM history", [], |r| r.get::<_, i64>(0))
-            .map(|n| u64::try_from(n).unwrap_or(0))
-            .map_err(|e| self.sql(e))
+    /// Every history row's (id, skill, event, audit record hash).
+    pub fn audit_anchors(
+        &self,
+    ) -> Result<Vec<(i64, String, String, Option<String>)>, RegistryError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, skill, event, audit_hash FROM history ORDER BY id")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
     /// Whether any version still references `tree_hash`.
