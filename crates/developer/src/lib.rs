@@ -256,7 +256,13 @@ pub fn audit_anchor_problems(
         .map(|r| r.hash.to_string())
         .collect();
     let mut problems = Vec::new();
-    for (id, skill, event, hash) in reader.audit_anchors()? {
+    for anchor in reader.audit_anchors()? {
+        let (id, skill, event, hash) = (
+            anchor.history_id,
+            anchor.skill,
+            anchor.event,
+            anchor.audit_hash,
+        );
         let missing = match &hash {
             Some(h) => !developer.contains(h),
             None => true,

@@ -297,16 +297,21 @@ impl RegistryReader {
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 
-    /// Every history row's (id, skill, event, audit record hash).
-    pub fn audit_anchors(
-        &self,
-    ) -> Result<Vec<(i64, String, String, Option<String>)>, RegistryError> {
+    /// Every history row's audit anchor.
+    pub fn audit_anchors(&self) -> Result<Vec<AuditAnchor>, RegistryError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, skill, event, audit_hash FROM history ORDER BY id")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([], |r| {
+                Ok(AuditAnchor {
+                    history_id: r.get(0)?,
+                    skill: r.get(1)?,
+                    event: r.get(2)?,
+                    audit_hash: r.get(3)?,
+                })
+            })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
@@ -323,6 +328,15 @@ impl RegistryReader {
             .map(|r| r.is_some())
             .map_err(|e| self.sql(e))
     }
+}
+
+/// A history row and the hash of the audit record written with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditAnchor {
+    pub history_id: i64,
+    pub skill: String,
+    pub event: String,
+    pub audit_hash: Option<String>,
 }
 
 /// One row of the registry history.
