@@ -341,27 +341,19 @@ impl AuditLog {
                 hashes.push((record.seq, record.hash));
             }
         }
-        let head = match self.read_head() {
-            Ok(h) => h,
-            Err(e) => {
-                problems.push(Problem {
-                    line: 0,
-                    code: "head_mismatch",
-                    detail: format!("audit.head cannot be read: {e}"),
-                });
-                Some((u64::MAX, Digest::from_bytes([0; 32])))
-            }
-        };
-        let head_readable = problems.last().is_none_or(|p| p.line != 0);
-        match head {
-            _ if !head_readable => {}
-            None if records > 0 => problems.push(Problem {
+        match self.read_head() {
+            Err(e) => problems.push(Problem {
+                line: 0,
+                code: "head_mismatch",
+                detail: format!("audit.head cannot be read: {e}"),
+            }),
+            Ok(None) if records > 0 => problems.push(Problem {
                 line: 0,
                 code: "head_missing",
                 detail: "audit.head is missing".into(),
             }),
-            None => {}
-            Some((seq, hash)) => {
+            Ok(None) => {}
+            Ok(Some((seq, hash))) => {
                 let last = hashes.last().copied();
                 match last {
                     // One record beyond the head: an append died between the two writes.
