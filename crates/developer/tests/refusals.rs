@@ -152,19 +152,18 @@ fn unix_socket_is_refused() {
     assert_refused(&mut e, &dir, "special_file");
 }
 
-#[test]
-fn duplicate_archive_members_are_refused() {
-    // The zip crate's writer will not write duplicates; Python's zipfile will (with a
-    // warning), as an attacker's tool would.
-    let mut e = env();
-    let out = e.tmp.path().join("dup.zip");
+/// Writes, with Python's zipfile (which, unlike the zip crate's writer, writes duplicate
+/// names, as an attacker's tool would), an archive holding `evil/run.py` twice; then runs
+/// `post` with the archive's path in `p`.
+fn python_duplicate_zip(out: &Path, post: &str) {
     let script = format!(
-        "import zipfile, warnings\nwarnings.simplefilter('ignore')\n\
-         z = zipfile.ZipFile({out:?}, 'w')\n\
+        "import zipfile, struct, warnings\nwarnings.simplefilter('ignore')\n\
+         p = {out:?}\n\
+         z = zipfile.ZipFile(p, 'w')\n\
          z.writestr('evil/SKILL.md', {md:?})\n\
          z.writestr('evil/run.py', 'print(1)')\n\
          z.writestr('evil/run.py', 'import os')\n\
-         z.close()\n",
+         z.close()\n{post}",
         out = out.to_str().expect("utf8"),
         md = std::str::from_utf8(SKILL_MD).expect("utf8"),
     );
@@ -173,6 +172,13 @@ fn duplicate_archive_members_are_refused() {
         .status()
         .expect("python3");
     assert!(st.success());
+}
+
+#[test]
+fn duplicate_archive_members_are_refused() {
+    let mut e = env();
+    let out = e.tmp.path().join("dup.zip");
+    python_duplicate_zip(&out, "");
     assert_refused(&mut e, &out, "duplicate_member");
 }
 
@@ -183,16 +189,9 @@ fn duplicates_hidden_behind_a_fake_directory_in_the_comment_are_refused() {
     // read the real one.
     let mut e = env();
     let out = e.tmp.path().join("fake-eocd.zip");
-    let script = format!(
-        r#"import zipfile, struct, warnings
-warnings.simplefilter('ignore')
-p = {out:?}
-z = zipfile.ZipFile(p, 'w')
-z.writestr('evil/SKILL.md', {md:?})
-z.writestr('evil/run.py', 'print(1)')
-z.writestr('evil/run.py', 'import os')
-z.close()
-b = bytearray(open(p, 'rb').read())
+    python_duplicate_zip(
+        &out,
+        r#"b = bytearray(open(p, 'rb').read())
 n = len(b)
 name = b'zz'
 cd = struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 0,0,0,0,0,0,0,0,0, len(name),0,0,0,0,0,0) + name
@@ -201,14 +200,7 @@ b[n-2:n] = struct.pack('<H', len(cd + eocd))
 b += cd + eocd
 open(p, 'wb').write(b)
 "#,
-        out = out.to_str().expect("utf8"),
-        md = std::str::from_utf8(SKILL_MD).expect("utf8"),
     );
-    let st = Command::new("python3")
-        .args(["-c", &script])
-        .status()
-        .expect("python3");
-    assert!(st.success());
     let before = footprint(&e);
     match e.dev.install(&out) {
         Err(DevError::Refused(r)) => {
