@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 use skillcell_audit::AuditLog;
 use skillcell_developer::{DevError, Developer};
-use skillcell_manifest::{Report, Severity};
+use skillcell_manifest::Report;
 use skillcell_sandbox_linux::doctor::{self, Status};
 use skillcell_store::{Home, RegistryError, RegistryReader};
 use skillcell_types::text::escape;
@@ -87,10 +87,7 @@ fn open_reader(home: &Home) -> Result<Option<RegistryReader>, Failure> {
 
 fn print_report(report: &Report) {
     for d in &report.0 {
-        match d.severity {
-            Severity::Error => eprintln!("{d}"),
-            Severity::Warning => eprintln!("{d}"),
-        }
+        eprintln!("{d}");
     }
 }
 
