@@ -9,6 +9,8 @@
 //! [`Executor::resolve`] is the gate every run passes: the current version must be usable and
 //! its files must still hash to the tree hash recorded at install. Each decision is audited.
 
+pub mod runtimes;
+
 use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -8,6 +8,7 @@
 //! Every `unsafe` block of the workspace is in [`sys`], each with a `// SAFETY:` comment.
 
 pub mod doctor;
+pub mod seccomp;
 mod landlock_self;
 mod sys;
 

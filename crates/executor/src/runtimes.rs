@@ -1,0 +1,1 @@
+//! Host interpreter discovery (being written).

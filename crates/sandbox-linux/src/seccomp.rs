@@ -1,0 +1,1 @@
+//! seccomp-bpf filter for the cell (being written).
