@@ -38,6 +38,27 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
             decision,
             last,
         } => audit_list(&cli.home()?, skill, op, decision, *last, json),
+        Command::Run {
+            name,
+            script,
+            input,
+            workspace,
+            paths,
+            report,
+            args,
+        } => crate::run::run(
+            &cli.home()?,
+            &crate::run::RunArgs {
+                name,
+                script: script.as_deref(),
+                input: input.as_deref(),
+                workspace: workspace.as_ref(),
+                paths,
+                report: *report,
+                args,
+            },
+            json,
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod commands;
 mod output;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +110,30 @@ enum Command {
     },
     /// Check the kernel features the cell needs, and how to fix what is missing.
     Doctor,
+    /// Run an installed skill in a fresh cell. Exit status: the skill's own (128 + signal when
+    /// killed); 125 when skillcell refused before starting it, 126 when the cell could not
+    /// be built.
+    Run {
+        /// Skill name.
+        name: String,
+        /// Script to run, relative to the skill folder (default: `skillcell.entry`).
+        script: Option<String>,
+        /// JSON for the skill's stdin: inline, `@FILE`, or `@-` for this program's stdin.
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+        /// The directory a `$WORKSPACE` grant refers to.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// The directory another placeholder grant refers to (repeatable).
+        #[arg(long = "path", value_name = "NAME=DIR")]
+        paths: Vec<String>,
+        /// Print the enforcement report on stderr after the run.
+        #[arg(long)]
+        report: bool,
+        /// Arguments for the script (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

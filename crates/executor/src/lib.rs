@@ -9,6 +9,7 @@
 //! [`Executor::resolve`] is the gate every run passes: the current version must be usable and
 //! its files must still hash to the tree hash recorded at install. Each decision is audited.
 
+pub mod run;
 pub mod runtimes;
 
 use std::fs;
@@ -35,6 +36,8 @@ pub enum ExecError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Cell(#[from] skillcell_sandbox_linux::CellError),
     #[error("refused to load `{name}`: {reason}")]
     Refused {
         name: String,
@@ -69,6 +72,12 @@ impl Executor {
     /// it starts) to writing only those two dirs. Call it while single-threaded; fails closed
     /// if Landlock is unavailable.
     pub fn enter(home: Home) -> Result<Self, ExecError> {
+        Self::enter_with(home, &[])
+    }
+
+    /// As [`enter`](Self::enter), keeping `also_writable` writable too: the cgroup
+    /// directories of a prepared cell, which the executor must still set limits in and remove.
+    pub fn enter_with(home: Home, also_writable: &[PathBuf]) -> Result<Self, ExecError> {
         let run = home.run_dir();
         let audit_dir = home.audit_dir();
         for dir in [&run, &audit_dir] {
@@ -77,7 +86,9 @@ impl Executor {
                 source,
             })?;
         }
-        let landlock = restrict_writes(&[&run, &audit_dir])?;
+        let mut writable: Vec<&std::path::Path> = vec![&run, &audit_dir];
+        writable.extend(also_writable.iter().map(PathBuf::as_path));
+        let landlock = restrict_writes(&writable)?;
         let registry = RegistryReader::open(&home.registry_db())?;
         let audit = AuditLog::new(audit_dir);
         Ok(Self {
@@ -95,6 +106,15 @@ impl Executor {
 
     pub fn home(&self) -> &Home {
         &self.home
+    }
+
+    pub(crate) fn actor(&self) -> Actor {
+        self.actor.clone()
+    }
+
+    pub(crate) fn audit_event(&self, event: Event) -> Result<(), ExecError> {
+        self.audit.append(event)?;
+        Ok(())
     }
 
     /// Checks that `name`'s current version may run and is intact; audits the decision.

@@ -324,7 +324,7 @@ fn cgroup_controllers(layout: &CgroupLayout) -> Check {
 }
 
 /// The cgroup directory of this process in the hierarchy mounted at `mount`.
-fn own_cgroup(mount: &Path, v1_controller: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn own_cgroup(mount: &Path, v1_controller: Option<&str>) -> Option<PathBuf> {
     let text = read("/proc/self/cgroup")?;
     let rel = text.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');

@@ -7,10 +7,16 @@
 //!
 //! Every `unsafe` block of the workspace is in [`sys`], each with a `// SAFETY:` comment.
 
+pub mod cgroup;
 pub mod doctor;
-pub mod seccomp;
+pub mod landlock_cell;
+pub mod launch;
 mod landlock_self;
+pub mod seccomp;
+mod supervisor;
 mod sys;
+mod sys_cell;
 
 pub use landlock_self::{LandlockError, LandlockReport, restrict_writes};
+pub use supervisor::{CellError, PreparedCell};
 pub use sys::landlock_abi;

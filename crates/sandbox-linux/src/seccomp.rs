@@ -1,1 +1,1422 @@
-//! seccomp-bpf filter for the cell (being written).
+//! The cell's seccomp-bpf filter: a deny list over the x86_64 syscall table.
+//!
+//! What it refuses:
+//! - every syscall entered through another ABI than native x86_64, which kills the whole
+//!   process (`SECCOMP_RET_KILL_PROCESS`): the 32-bit `int 0x80` entry and the x32 entry;
+//! - the syscalls of [`deny_rules`] (some only with certain arguments), which fail with an
+//!   errno, so that a program probing for a feature sees "not available" and carries on.
+//!
+//! Everything else is allowed. The other layers of the cell (namespaces, Landlock, dropped
+//! capabilities, cgroups) confine what allowed syscalls can reach; this filter removes kernel
+//! attack surface and the ways around those layers (new namespaces, mounts, ptrace, kernel
+//! modules, ...). A deny list cannot know syscalls added to later kernels: a new one of a
+//! denied family has to be added to the table.
+//!
+//! Three steps, kept apart so that the first two are pure and unit-tested:
+//! 1. [`deny_rules`]: the table, data with a reason per entry;
+//! 2. [`build`]: rules → [`CellFilter`], classic BPF programs: a hand-written prologue for the
+//!    ABI checks, then one program per errno compiled by seccompiler;
+//! 3. [`install`]: loads them into the kernel for the calling thread.
+//!
+//! Several programs are fine because the kernel runs every installed filter on every syscall
+//! and keeps the most severe answer (kill process > kill thread > trap > errno > ... > allow);
+//! between two errno answers the most recently installed filter would win, which is why
+//! [`build`] refuses a syscall listed with two different actions.
+//!
+//! Only x86_64 is written. On any other architecture [`build`] returns an error, so a cell
+//! that needs this filter refuses to start rather than run without it.
+//!
+//! Argument conditions ([`ArgMatch`]) always compare the low 32 bits of an argument. Every
+//! argument the table inspects is a 32-bit value in the kernel (socket's `int family`,
+//! ioctl's `unsigned int cmd`, the clone flags the kernel reads through `lower_32_bits`,
+//! and the namespace bits of unshare's flags), so a 64-bit comparison could be dodged by
+//! setting the high half, which the kernel ignores.
+
+use std::fmt;
+
+use seccompiler::BpfProgram;
+use serde::Serialize;
+
+/// The most instructions the kernel accepts in one classic BPF program (`BPF_MAXINSNS`).
+const BPF_MAXINSNS: usize = 4096;
+
+/// What a denied syscall returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum DenyAction {
+    /// `EPERM`: the operation is not permitted here.
+    #[serde(rename = "EPERM")]
+    Eperm,
+    /// `ENOSYS`: the kernel seems not to have the syscall, so libc falls back to an older one.
+    #[serde(rename = "ENOSYS")]
+    Enosys,
+    /// `EAFNOSUPPORT`: the address family is not supported, what the kernel itself answers for
+    /// a family it was built without, so programs treat it as "not available".
+    #[serde(rename = "EAFNOSUPPORT")]
+    Eafnosupport,
+}
+
+impl DenyAction {
+    /// The errno the syscall fails with.
+    pub const fn errno(self) -> i32 {
+        match self {
+            Self::Eperm => libc::EPERM,
+            Self::Enosys => libc::ENOSYS,
+            Self::Eafnosupport => libc::EAFNOSUPPORT,
+        }
+    }
+
+    /// The errno's name, e.g. `EPERM`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Eperm => "EPERM",
+            Self::Enosys => "ENOSYS",
+            Self::Eafnosupport => "EAFNOSUPPORT",
+        }
+    }
+}
+
+/// A condition on the low 32 bits of one syscall argument (`arg` is its index, 0 to 5); see
+/// the module documentation for why 32 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ArgMatch {
+    /// At least one bit of `mask` is set.
+    AnyBit { arg: u8, mask: u32 },
+    /// The argument equals `value`.
+    Equals { arg: u8, value: u32 },
+    /// The argument is none of `values`.
+    NoneOf { arg: u8, values: &'static [u32] },
+}
+
+impl ArgMatch {
+    /// Whether syscall arguments `args` match, in plain Rust: the meaning the compiled BPF must
+    /// have (the unit tests compare the two). An index beyond 5 matches nothing.
+    pub fn matches(&self, args: &[u64; 6]) -> bool {
+        // The low half, as the kernel reads a 32-bit argument.
+        let low = |arg: u8| args.get(usize::from(arg)).map(|&v| v as u32);
+        match *self {
+            Self::AnyBit { arg, mask } => low(arg).is_some_and(|v| v & mask != 0),
+            Self::Equals { arg, value } => low(arg) == Some(value),
+            Self::NoneOf { arg, values } => low(arg).is_some_and(|v| !values.contains(&v)),
+        }
+    }
+}
+
+/// One entry of the deny list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DenyRule {
+    /// The syscall's name, e.g. `mount`.
+    pub syscall: &'static str,
+    /// Its number in the native x86_64 table.
+    pub nr: i64,
+    pub action: DenyAction,
+    /// `None`: every call is denied; otherwise only calls whose arguments match.
+    pub when: Option<ArgMatch>,
+    /// Why it is denied.
+    pub reason: &'static str,
+}
+
+/// Why the filter could not be built or installed. Either way the caller must refuse the run:
+/// a cell without its filter is weaker than promised.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error(
+        "the cell's seccomp filter is written for x86_64 only and this is {arch}; a cell cannot run here without it"
+    )]
+    UnsupportedArch { arch: &'static str },
+    #[error("no deny rules given; build the filter from seccomp::deny_rules()")]
+    NoRules,
+    #[error(
+        "rule for {syscall} has syscall number {nr}, outside the native x86_64 range 0 to 0x3fffffff"
+    )]
+    BadNumber { syscall: &'static str, nr: i64 },
+    #[error("syscall number {nr} is listed both as {first} and as {second}")]
+    NameClash {
+        nr: i64,
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error(
+        "{syscall} is listed with two actions, {first} and {second}; give each syscall one action"
+    )]
+    ConflictingActions {
+        syscall: &'static str,
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("rule for {syscall} has an empty bit mask and would never match")]
+    EmptyMask { syscall: &'static str },
+    #[error("rule for {syscall} cannot be compiled: {source}")]
+    Rule {
+        syscall: &'static str,
+        source: seccompiler::BackendError,
+    },
+    #[error("the {action} program cannot be compiled: {source}")]
+    Compile {
+        action: &'static str,
+        source: seccompiler::BackendError,
+    },
+    #[error("seccomp program {number} has {len} instructions; the kernel takes 1 to 4096")]
+    ProgramLength { number: usize, len: usize },
+    #[error(
+        "installing seccomp program {number} of {total} failed: {source}; programs before it stay installed, so this process must not run the skill"
+    )]
+    Install {
+        number: usize,
+        total: usize,
+        source: seccompiler::Error,
+    },
+}
+
+/// The compiled filter: BPF programs in the order [`install`] loads them, the ABI prologue
+/// first. Only [`build`] makes one.
+#[derive(Clone, Debug)]
+pub struct CellFilter {
+    programs: Vec<BpfProgram>,
+    summary: FilterSummary,
+}
+
+impl CellFilter {
+    /// The programs, in installation order.
+    pub fn programs(&self) -> &[BpfProgram] {
+        &self.programs
+    }
+
+    /// What the filter enforces, for the enforcement report.
+    pub fn summary(&self) -> &FilterSummary {
+        &self.summary
+    }
+}
+
+/// What a [`CellFilter`] enforces. Its `Display` is one line for the `seccomp` layer of an
+/// enforcement report, e.g. `x86_64; 59 rules on 58 syscalls (EPERM 56, ENOSYS 1,
+/// EAFNOSUPPORT 2); kill on 32-bit and x32 entry; 4 programs, 423 instructions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FilterSummary {
+    pub arch: &'static str,
+    /// Deny rules compiled (a syscall with several conditions counts once per rule).
+    pub rules: usize,
+    /// Distinct syscalls the rules name.
+    pub syscalls: usize,
+    /// How many rules answer with each errno, in [`DenyAction`] order.
+    pub errno_rules: Vec<ActionCount>,
+    /// Syscall entry ABIs that kill the process.
+    pub kill_on: &'static [&'static str],
+    pub programs: usize,
+    /// BPF instructions over all programs.
+    pub instructions: usize,
+}
+
+/// How many rules answer with `errno`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ActionCount {
+    pub errno: &'static str,
+    pub rules: usize,
+}
+
+impl fmt::Display for FilterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}; {} rules on {} syscalls (",
+            self.arch, self.rules, self.syscalls
+        )?;
+        for (i, c) in self.errno_rules.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{} {}", c.errno, c.rules)?;
+        }
+        write!(
+            f,
+            "); kill on {} entry; {} programs, {} instructions",
+            self.kill_on.join(" and "),
+            self.programs,
+            self.instructions
+        )
+    }
+}
+
+/// The cell's deny list. Empty on architectures other than x86_64, where [`build`] fails.
+pub fn deny_rules() -> &'static [DenyRule] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_64::RULES
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        &[]
+    }
+}
+
+/// Compiles `rules` into the cell's filter: the ABI prologue, then one program per action.
+/// Pure: no syscalls. Refuses an empty list, a syscall number outside the native table, a
+/// number listed under two names, a syscall listed with two actions and an empty bit mask.
+pub fn build(rules: &[DenyRule]) -> Result<CellFilter, SeccompError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_64::build(rules)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = rules;
+        Err(SeccompError::UnsupportedArch {
+            arch: std::env::consts::ARCH,
+        })
+    }
+}
+
+/// Installs `filter` on the calling thread, the prologue first. The thread keeps it for
+/// good, and so do the processes it starts, across execve.
+///
+/// Call it last before execve, in the single thread that will exec the skill: it covers only
+/// the calling thread (no `SECCOMP_FILTER_FLAG_TSYNC`), and afterwards mount, unshare and the
+/// rest of the list are gone for this thread too.
+///
+/// Each program goes through `seccompiler::apply_filter` (seccompiler 0.5), which refuses an
+/// empty program, calls `prctl(PR_SET_NO_NEW_PRIVS, 1)` (so this sets no_new_privs itself,
+/// which unprivileged seccomp requires anyway), then `seccomp(SECCOMP_SET_MODE_FILTER, 0,
+/// prog)`. It casts the program length to `u16` unchecked, so the length is checked here
+/// first: a truncated length would load a prefix of the program.
+///
+/// Fails closed: on an error, programs before the failing one stay installed and cannot be
+/// removed; the caller must not run the skill in this process.
+pub fn install(filter: &CellFilter) -> Result<(), SeccompError> {
+    let total = filter.programs.len();
+    if total == 0 {
+        return Err(SeccompError::NoRules);
+    }
+    for (i, program) in filter.programs.iter().enumerate() {
+        if program.is_empty() || program.len() > BPF_MAXINSNS {
+            return Err(SeccompError::ProgramLength {
+                number: i + 1,
+                len: program.len(),
+            });
+        }
+        seccompiler::apply_filter(program).map_err(|source| SeccompError::Install {
+            number: i + 1,
+            total,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86_64 {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
+        TargetArch, sock_filter,
+    };
+
+    use super::{
+        ActionCount, ArgMatch, BPF_MAXINSNS, CellFilter, DenyAction, DenyRule, FilterSummary,
+        SeccompError,
+    };
+
+    /// Syscall numbers: libc's `SYS_*`, plus the ones this libc does not have yet.
+    mod nr {
+        pub use libc::*;
+
+        /// open_tree_attr (Linux 6.15), in the mount family.
+        #[allow(non_upper_case_globals, reason = "named like libc's SYS_* constants")]
+        pub const SYS_open_tree_attr: libc::c_long = 467;
+    }
+
+    /// `struct seccomp_data` (linux/seccomp.h): `int nr` at 0, `__u32 arch` at 4, then the
+    /// instruction pointer and the six 64-bit arguments.
+    pub(super) const OFFSET_NR: u32 = 0;
+    pub(super) const OFFSET_ARCH: u32 = 4;
+
+    /// linux/audit.h: `EM_X86_64 (62) | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
+    pub(super) const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    /// Set in the syscall number of every x32 syscall (`__X32_SYSCALL_BIT`).
+    pub(super) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+    // Classic BPF opcodes (linux/bpf_common.h), only those the prologue uses.
+    /// `BPF_LD | BPF_W | BPF_ABS`: A = the 32-bit word at offset k of `seccomp_data`.
+    const LD_W_ABS: u16 = 0x20;
+    /// `BPF_JMP | BPF_JEQ | BPF_K`: if A == k skip jt instructions, else skip jf.
+    const JEQ_K: u16 = 0x15;
+    /// `BPF_JMP | BPF_JSET | BPF_K`: if A & k != 0 skip jt instructions, else skip jf.
+    const JSET_K: u16 = 0x45;
+    /// `BPF_RET | BPF_K`: return k as the filter's answer.
+    const RET_K: u16 = 0x06;
+
+    /// Every `CLONE_NEW*` flag. In clone's flags `CLONE_NEWTIME` (0x80) lies in the exit-signal
+    /// byte (`CSIGNAL`) and the kernel ignores it there; no valid signal has that bit, so
+    /// denying it costs nothing and one mask serves clone and unshare.
+    const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWCGROUP
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWTIME) as u32;
+
+    /// The socket families a cell may use: local sockets, IPv4, IPv6.
+    const ALLOWED_FAMILIES: &[u32] = &[
+        libc::AF_UNIX as u32,
+        libc::AF_INET as u32,
+        libc::AF_INET6 as u32,
+    ];
+
+    /// `personality(0xffffffff)` only reads the current persona.
+    const PERSONALITY_QUERY: u32 = 0xffff_ffff;
+
+    /// `SYS_mount` → `mount`, at compile time.
+    const fn strip_sys(sys: &'static str) -> &'static str {
+        let b = sys.as_bytes();
+        assert!(b.len() > 4 && b[0] == b'S' && b[1] == b'Y' && b[2] == b'S' && b[3] == b'_');
+        sys.split_at(4).1
+    }
+
+    /// `deny!(SYS_x, Action, [condition,] "reason")`: name and number come from one
+    /// identifier, so they cannot disagree.
+    macro_rules! deny {
+        ($sys:ident, $action:ident, $reason:literal) => {
+            deny!(@rule $sys, $action, None, $reason)
+        };
+        ($sys:ident, $action:ident, $when:expr, $reason:literal) => {
+            deny!(@rule $sys, $action, Some($when), $reason)
+        };
+        (@rule $sys:ident, $action:ident, $when:expr, $reason:literal) => {
+            DenyRule {
+                syscall: strip_sys(stringify!($sys)),
+                nr: nr::$sys,
+                action: DenyAction::$action,
+                when: $when,
+                reason: $reason,
+            }
+        };
+    }
+
+    const NEW_NAMESPACE: ArgMatch = ArgMatch::AnyBit {
+        arg: 0,
+        mask: NAMESPACE_FLAGS,
+    };
+    const OTHER_FAMILY: ArgMatch = ArgMatch::NoneOf {
+        arg: 0,
+        values: ALLOWED_FAMILIES,
+    };
+
+    pub(super) static RULES: &[DenyRule] = &[
+        // Processes and namespaces.
+        deny!(
+            SYS_clone3,
+            Enosys,
+            "its flags sit in a struct in memory, which seccomp cannot read, so namespace flags could not be checked; ENOSYS makes libc fall back to clone, whose flags are checked"
+        ),
+        deny!(
+            SYS_clone,
+            Eperm,
+            NEW_NAMESPACE,
+            "new namespaces: the cell's are made by the supervisor, and a new user namespace would give the skill a full set of capabilities inside it; fork and threads carry no namespace flag"
+        ),
+        deny!(
+            SYS_unshare,
+            Eperm,
+            NEW_NAMESPACE,
+            "moves the caller into new namespaces (see clone); unsharing files or fs state stays allowed"
+        ),
+        deny!(
+            SYS_setns,
+            Eperm,
+            "joins another namespace through a namespace or pidfd, for example the host's through an inherited descriptor"
+        ),
+        // The mount family: inside its own user namespace the skill could remount its view.
+        deny!(SYS_mount, Eperm, "changes the cell's mount table"),
+        deny!(
+            SYS_umount2,
+            Eperm,
+            "removes mounts, which could uncover what they hide"
+        ),
+        deny!(
+            SYS_pivot_root,
+            Eperm,
+            "changes the root of the mount namespace"
+        ),
+        deny!(
+            SYS_chroot,
+            Eperm,
+            "changes the root directory; nested chroots are an old escape route"
+        ),
+        deny!(
+            SYS_move_mount,
+            Eperm,
+            "attaches or moves mounts (new mount API)"
+        ),
+        deny!(
+            SYS_open_tree,
+            Eperm,
+            "clones a mount tree into a detached mount (new mount API)"
+        ),
+        deny!(
+            SYS_open_tree_attr,
+            Eperm,
+            "clones a mount tree with new attributes (new mount API, Linux 6.15)"
+        ),
+        deny!(
+            SYS_fsopen,
+            Eperm,
+            "opens a filesystem context to create a mount (new mount API)"
+        ),
+        deny!(
+            SYS_fsconfig,
+            Eperm,
+            "configures a filesystem context (new mount API)"
+        ),
+        deny!(
+            SYS_fsmount,
+            Eperm,
+            "turns a filesystem context into a mount (new mount API)"
+        ),
+        deny!(
+            SYS_fspick,
+            Eperm,
+            "reopens an existing mount's superblock for reconfiguration (new mount API)"
+        ),
+        deny!(
+            SYS_mount_setattr,
+            Eperm,
+            "changes mount attributes such as read-only or nosuid"
+        ),
+        // Other processes' memory and descriptors.
+        deny!(
+            SYS_ptrace,
+            Eperm,
+            "reads and writes other processes' memory and registers"
+        ),
+        deny!(
+            SYS_process_vm_readv,
+            Eperm,
+            "reads another process's memory"
+        ),
+        deny!(
+            SYS_process_vm_writev,
+            Eperm,
+            "writes another process's memory"
+        ),
+        deny!(
+            SYS_kcmp,
+            Eperm,
+            "compares kernel objects of two processes, leaking kernel pointer order"
+        ),
+        deny!(
+            SYS_pidfd_getfd,
+            Eperm,
+            "copies a descriptor out of another process"
+        ),
+        // Large kernel attack surfaces that skills do not need.
+        deny!(
+            SYS_io_uring_setup,
+            Eperm,
+            "io_uring runs syscalls from a ring that seccomp never sees, and has been a rich source of kernel bugs"
+        ),
+        deny!(SYS_io_uring_enter, Eperm, "io_uring (see io_uring_setup)"),
+        deny!(
+            SYS_io_uring_register,
+            Eperm,
+            "io_uring (see io_uring_setup)"
+        ),
+        deny!(
+            SYS_userfaultfd,
+            Eperm,
+            "lets a process stall kernel accesses to its memory at will, the usual tool to win kernel races"
+        ),
+        deny!(
+            SYS_bpf,
+            Eperm,
+            "loads eBPF programs and maps into the kernel"
+        ),
+        deny!(
+            SYS_perf_event_open,
+            Eperm,
+            "performance monitoring: side channels and a history of kernel bugs"
+        ),
+        deny!(
+            SYS_keyctl,
+            Eperm,
+            "the kernel keyring holds credentials and is not namespaced"
+        ),
+        deny!(
+            SYS_add_key,
+            Eperm,
+            "adds a key to the kernel keyring (see keyctl)"
+        ),
+        deny!(
+            SYS_request_key,
+            Eperm,
+            "requests a key from the kernel keyring (see keyctl)"
+        ),
+        deny!(
+            SYS_lookup_dcookie,
+            Eperm,
+            "resolves kernel directory-entry cookies (profiling)"
+        ),
+        // The whole machine.
+        deny!(SYS_kexec_load, Eperm, "loads a new kernel to boot"),
+        deny!(SYS_kexec_file_load, Eperm, "loads a new kernel to boot"),
+        deny!(SYS_init_module, Eperm, "loads a kernel module"),
+        deny!(SYS_finit_module, Eperm, "loads a kernel module"),
+        deny!(SYS_delete_module, Eperm, "unloads a kernel module"),
+        deny!(SYS_swapon, Eperm, "changes the machine's swap"),
+        deny!(SYS_swapoff, Eperm, "changes the machine's swap"),
+        deny!(SYS_reboot, Eperm, "reboots or halts the machine"),
+        deny!(
+            SYS_clock_settime,
+            Eperm,
+            "sets the system clock, which is not namespaced"
+        ),
+        deny!(SYS_clock_adjtime, Eperm, "adjusts the system clock"),
+        deny!(SYS_settimeofday, Eperm, "sets the system clock"),
+        deny!(SYS_adjtimex, Eperm, "adjusts the system clock"),
+        deny!(
+            SYS_acct,
+            Eperm,
+            "switches process accounting for the machine"
+        ),
+        deny!(SYS_quotactl, Eperm, "manages disk quotas"),
+        deny!(SYS_quotactl_fd, Eperm, "manages disk quotas"),
+        deny!(
+            SYS_syslog,
+            Eperm,
+            "reads or clears the kernel log, which leaks kernel addresses and host activity"
+        ),
+        deny!(SYS_vhangup, Eperm, "hangs up the controlling terminal"),
+        // Files by handle: open_by_handle_at bypasses paths, and with them the mount view.
+        deny!(
+            SYS_open_by_handle_at,
+            Eperm,
+            "opens a file by handle with no path lookup, escaping the mount view (the \"shocker\" container escape)"
+        ),
+        deny!(
+            SYS_name_to_handle_at,
+            Eperm,
+            "makes the file handles open_by_handle_at takes"
+        ),
+        // x86 hardware and legacy interfaces.
+        deny!(
+            SYS_iopl,
+            Eperm,
+            "raises the I/O privilege level for direct port access"
+        ),
+        deny!(SYS_ioperm, Eperm, "grants direct access to I/O ports"),
+        deny!(
+            SYS_modify_ldt,
+            Eperm,
+            "installs 16-bit segments, needed only by Wine and DOS emulators, and a recurring source of kernel bugs"
+        ),
+        deny!(
+            SYS_uselib,
+            Eperm,
+            "loads an a.out library, a legacy kernel loader"
+        ),
+        deny!(
+            SYS_personality,
+            Eperm,
+            ArgMatch::NoneOf {
+                arg: 0,
+                values: &[PERSONALITY_QUERY]
+            },
+            "changing the execution domain can, among other things, turn off address-space randomisation; the query personality(0xffffffff) stays allowed"
+        ),
+        // Terminals.
+        deny!(
+            SYS_ioctl,
+            Eperm,
+            ArgMatch::Equals {
+                arg: 1,
+                value: libc::TIOCSTI as u32
+            },
+            "TIOCSTI pushes characters into a terminal's input, so they run in the shell that owns the terminal"
+        ),
+        deny!(
+            SYS_ioctl,
+            Eperm,
+            ArgMatch::Equals {
+                arg: 1,
+                value: libc::TIOCLINUX as u32
+            },
+            "TIOCLINUX can paste the console selection into a terminal's input, like TIOCSTI"
+        ),
+        // Sockets.
+        deny!(
+            SYS_socket,
+            Eafnosupport,
+            OTHER_FAMILY,
+            "families other than AF_UNIX, AF_INET and AF_INET6 (netlink, packet, vsock, bluetooth, ...) reach kernel interfaces the network policy does not cover"
+        ),
+        deny!(
+            SYS_socketpair,
+            Eafnosupport,
+            OTHER_FAMILY,
+            "socket pairs of those families (see socket)"
+        ),
+    ];
+
+    /// The ABI checks, by hand because seccompiler cannot test for the x32 bit. A syscall
+    /// passes only if it came in through the native x86_64 entry with a native number.
+    ///
+    /// Why x32 matters: x32 syscalls report `AUDIT_ARCH_X86_64` like native ones, with the
+    /// number ORed with 0x40000000. seccompiler's own arch check lets them through and its
+    /// number comparisons never match them, so without this, `mount | 0x40000000` would pass
+    /// every deny rule on a kernel built with x32 support.
+    pub(super) fn prologue() -> BpfProgram {
+        let stmt = |code, k| sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let jump = |code, k, jt, jf| sock_filter { code, jt, jf, k };
+        vec![
+            // 0: A = seccomp_data.arch, the ABI the syscall came in through.
+            stmt(LD_W_ABS, OFFSET_ARCH),
+            // 1: native x86_64: skip one, to 3. Anything else (AUDIT_ARCH_I386 for int 0x80):
+            //    fall through to 2.
+            jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+            // 2: kill the whole process.
+            stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+            // 3: A = seccomp_data.nr.
+            stmt(LD_W_ABS, OFFSET_NR),
+            // 4: x32 bit set: go on to 5. Clear: skip one, to 6. (Some negative numbers, -1
+            //    among them, have the bit too; the kernel answers ENOSYS to those anyway.)
+            jump(JSET_K, X32_SYSCALL_BIT, 0, 1),
+            // 5: kill the whole process.
+            stmt(RET_K, libc::SECCOMP_RET_KILL_PROCESS),
+            // 6: native: this program has no objection; the deny programs decide.
+            stmt(RET_K, libc::SECCOMP_RET_ALLOW),
+        ]
+    }
+
+    pub(super) fn build(rules: &[DenyRule]) -> Result<CellFilter, SeccompError> {
+        if rules.is_empty() {
+            return Err(SeccompError::NoRules);
+        }
+        check_consistent(rules)?;
+
+        // action → syscall number → seccompiler rules, one of which must match (an empty
+        // list matches every call).
+        let mut by_action: BTreeMap<DenyAction, BTreeMap<i64, Vec<SeccompRule>>> = BTreeMap::new();
+        let mut unconditional = BTreeSet::new();
+        for rule in rules {
+            let chain = by_action
+                .entry(rule.action)
+                .or_default()
+                .entry(rule.nr)
+                .or_default();
+            match rule.when {
+                None => {
+                    unconditional.insert((rule.action, rule.nr));
+                }
+                Some(when) => chain.extend(seccomp_rules(rule.syscall, when)?),
+            }
+        }
+        // A syscall denied outright ignores its conditional rules.
+        for (action, nr) in unconditional {
+            if let Some(chain) = by_action.get_mut(&action).and_then(|m| m.get_mut(&nr)) {
+                chain.clear();
+            }
+        }
+
+        let mut programs = vec![prologue()];
+        for (action, syscalls) in by_action {
+            programs.push(compile(action, syscalls)?);
+        }
+        for (i, p) in programs.iter().enumerate() {
+            if p.is_empty() || p.len() > BPF_MAXINSNS {
+                return Err(SeccompError::ProgramLength {
+                    number: i + 1,
+                    len: p.len(),
+                });
+            }
+        }
+        let summary = summarize(rules, &programs);
+        Ok(CellFilter { programs, summary })
+    }
+
+    /// Numbers in range, one name per number, one action per syscall.
+    fn check_consistent(rules: &[DenyRule]) -> Result<(), SeccompError> {
+        let mut seen: BTreeMap<i64, &DenyRule> = BTreeMap::new();
+        for rule in rules {
+            if !(0..i64::from(X32_SYSCALL_BIT)).contains(&rule.nr) {
+                return Err(SeccompError::BadNumber {
+                    syscall: rule.syscall,
+                    nr: rule.nr,
+                });
+            }
+            let Some(first) = seen.get(&rule.nr) else {
+                seen.insert(rule.nr, rule);
+                continue;
+            };
+            if first.syscall != rule.syscall {
+                return Err(SeccompError::NameClash {
+                    nr: rule.nr,
+                    first: first.syscall,
+                    second: rule.syscall,
+                });
+            }
+            if first.action != rule.action {
+                return Err(SeccompError::ConflictingActions {
+                    syscall: rule.syscall,
+                    first: first.action.name(),
+                    second: rule.action.name(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One condition as seccompiler rules (OR-ed; the conditions inside one rule are AND-ed).
+    /// Always `Dword`: the low 32 bits of the argument.
+    fn seccomp_rules(
+        syscall: &'static str,
+        when: ArgMatch,
+    ) -> Result<Vec<SeccompRule>, SeccompError> {
+        let err = |source| SeccompError::Rule { syscall, source };
+        let cond = |arg, op, value: u32| {
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, u64::from(value)).map_err(err)
+        };
+        match when {
+            ArgMatch::AnyBit { arg, mask } => {
+                if mask == 0 {
+                    return Err(SeccompError::EmptyMask { syscall });
+                }
+                // One rule per bit: (arg & bit) == bit.
+                (0..32)
+                    .map(|i| 1u32 << i)
+                    .filter(|bit| mask & bit != 0)
+                    .map(|bit| {
+                        SeccompRule::new(vec![cond(
+                            arg,
+                            SeccompCmpOp::MaskedEq(u64::from(bit)),
+                            bit,
+                        )?])
+                        .map_err(err)
+                    })
+                    .collect()
+            }
+            ArgMatch::Equals { arg, value } => Ok(vec![
+                SeccompRule::new(vec![cond(arg, SeccompCmpOp::Eq, value)?]).map_err(err)?,
+            ]),
+            ArgMatch::NoneOf { arg, values } => {
+                // One rule: arg != v for every v.
+                let conditions = values
+                    .iter()
+                    .map(|&v| cond(arg, SeccompCmpOp::Ne, v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(vec![SeccompRule::new(conditions).map_err(err)?])
+            }
+        }
+    }
+
+    /// The program that answers `action` for `syscalls` and allows everything else.
+    fn compile(
+        action: DenyAction,
+        syscalls: BTreeMap<i64, Vec<SeccompRule>>,
+    ) -> Result<BpfProgram, SeccompError> {
+        let err = |source| SeccompError::Compile {
+            action: action.name(),
+            source,
+        };
+        let filter = seccompiler::SeccompFilter::new(
+            syscalls,
+            SeccompAction::Allow,
+            SeccompAction::Errno(action.errno() as u32),
+            TargetArch::x86_64,
+        )
+        .map_err(err)?;
+        BpfProgram::try_from(filter).map_err(err)
+    }
+
+    /// Counts for the summary, from the rules as given.
+    fn summarize(rules: &[DenyRule], programs: &[BpfProgram]) -> FilterSummary {
+        let mut per_action: BTreeMap<DenyAction, usize> = BTreeMap::new();
+        for r in rules {
+            *per_action.entry(r.action).or_default() += 1;
+        }
+        FilterSummary {
+            arch: "x86_64",
+            rules: rules.len(),
+            syscalls: rules.iter().map(|r| r.nr).collect::<BTreeSet<_>>().len(),
+            errno_rules: per_action
+                .into_iter()
+                .map(|(action, rules)| ActionCount {
+                    errno: action.name(),
+                    rules,
+                })
+                .collect(),
+            kill_on: &["32-bit", "x32"],
+            programs: programs.len(),
+            instructions: programs.iter().map(Vec::len).sum(),
+        }
+    }
+}
+
+/// What the integration tests need from the crate's `sys` module: forking, probing syscalls,
+/// exec. Not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::sys::{
+        CHILD_PANICKED, ChildExit, ExecArgv, Probe, exec, no_new_privs, probe, run_in_child,
+        seccomp_mode, set_no_new_privs,
+    };
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::x86_64::{AUDIT_ARCH_X86_64, OFFSET_ARCH, OFFSET_NR, X32_SYSCALL_BIT, prologue};
+    use super::*;
+    use seccompiler::sock_filter;
+
+    const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    /// linux/audit.h: `EM_386 (3) | __AUDIT_ARCH_LE`, what `int 0x80` reports.
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+    fn errno(e: i32) -> u32 {
+        libc::SECCOMP_RET_ERRNO | e as u32
+    }
+
+    /// A fake `struct seccomp_data`.
+    #[derive(Clone, Copy, Debug)]
+    struct Data {
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+
+    impl Data {
+        fn native(nr: i64, args: [u64; 6]) -> Self {
+            Self {
+                nr: nr as i32,
+                arch: AUDIT_ARCH_X86_64,
+                ip: 0x7fff_dead_beef,
+                args,
+            }
+        }
+
+        /// The 32-bit word at byte offset `k`, as `BPF_LD | BPF_W | BPF_ABS` loads it (host
+        /// order, little-endian here).
+        fn word(&self, k: u32) -> u32 {
+            assert!(
+                k.is_multiple_of(4) && k < 64,
+                "load at {k}: the kernel only allows aligned loads inside seccomp_data"
+            );
+            let half = |v: u64, high: bool| if high { (v >> 32) as u32 } else { v as u32 };
+            match k {
+                0 => self.nr as u32,
+                4 => self.arch,
+                8 | 12 => half(self.ip, k == 12),
+                _ => {
+                    let off = k - 16;
+                    half(self.args[(off / 8) as usize], off % 8 == 4)
+                }
+            }
+        }
+    }
+
+    /// Runs one classic BPF program over `d`, as the kernel would. Supports the opcodes
+    /// seccompiler and the prologue emit; any other opcode fails the test.
+    fn run(program: &[sock_filter], d: &Data) -> u32 {
+        let mut a: u32 = 0;
+        let mut pc = 0usize;
+        loop {
+            let ins = &program[pc];
+            pc += 1;
+            let skip = |cond: bool| usize::from(if cond { ins.jt } else { ins.jf });
+            match ins.code {
+                0x20 => a = d.word(ins.k),          // ld  [k]
+                0x54 => a &= ins.k,                 // and #k
+                0x05 => pc += ins.k as usize,       // ja  +k
+                0x15 => pc += skip(a == ins.k),     // jeq #k
+                0x25 => pc += skip(a > ins.k),      // jgt #k
+                0x35 => pc += skip(a >= ins.k),     // jge #k
+                0x45 => pc += skip(a & ins.k != 0), // jset #k
+                0x06 => return ins.k,               // ret #k
+                code => panic!("opcode {code:#x} at {} is not supported here", pc - 1),
+            }
+        }
+    }
+
+    /// All programs over `d`, combined as kernel/seccomp.c does: from the most recently
+    /// installed to the first, keep a result whose action is strictly more severe (smaller as
+    /// a signed `ACTION_ONLY`), starting from allow.
+    fn run_all(programs: &[BpfProgram], d: &Data) -> u32 {
+        let action_only = |r: u32| (r & libc::SECCOMP_RET_ACTION_FULL) as i32;
+        let mut ret = ALLOW;
+        for p in programs.iter().rev() {
+            let cur = run(p, d);
+            if action_only(cur) < action_only(ret) {
+                ret = cur;
+            }
+        }
+        ret
+    }
+
+    /// What the filter should answer, straight from the table.
+    fn expected(rules: &[DenyRule], d: &Data) -> u32 {
+        if d.arch != AUDIT_ARCH_X86_64 || d.nr as u32 & X32_SYSCALL_BIT != 0 {
+            return KILL;
+        }
+        rules
+            .iter()
+            .find(|r| r.nr == i64::from(d.nr) && r.when.is_none_or(|w| w.matches(&d.args)))
+            .map_or(ALLOW, |r| errno(r.action.errno()))
+    }
+
+    fn filter() -> CellFilter {
+        build(deny_rules()).expect("the cell's filter builds")
+    }
+
+    fn answer(nr: i64, args: [u64; 6]) -> u32 {
+        run_all(filter().programs(), &Data::native(nr, args))
+    }
+
+    fn rules_for(name: &str) -> Vec<&'static DenyRule> {
+        deny_rules().iter().filter(|r| r.syscall == name).collect()
+    }
+
+    /// The syscalls the issue lists, each of which must be in the table.
+    const ISSUE_LIST: &[&str] = &[
+        "clone3",
+        "clone",
+        "unshare",
+        "setns",
+        "mount",
+        "umount2",
+        "pivot_root",
+        "chroot",
+        "move_mount",
+        "open_tree",
+        "fsopen",
+        "fsconfig",
+        "fsmount",
+        "fspick",
+        "mount_setattr",
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "userfaultfd",
+        "bpf",
+        "perf_event_open",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "kexec_load",
+        "kexec_file_load",
+        "init_module",
+        "finit_module",
+        "delete_module",
+        "swapon",
+        "swapoff",
+        "reboot",
+        "clock_settime",
+        "clock_adjtime",
+        "settimeofday",
+        "adjtimex",
+        "personality",
+        "acct",
+        "quotactl",
+        "quotactl_fd",
+        "open_by_handle_at",
+        "name_to_handle_at",
+        "syslog",
+        "iopl",
+        "ioperm",
+        "vhangup",
+        "uselib",
+        "lookup_dcookie",
+        "kcmp",
+        "pidfd_getfd",
+        "ioctl",
+        "socket",
+        "socketpair",
+    ];
+
+    #[test]
+    fn every_listed_syscall_is_in_the_table_with_a_reason() {
+        for name in ISSUE_LIST {
+            assert!(
+                !rules_for(name).is_empty(),
+                "{name} is not in the deny list"
+            );
+        }
+        for r in deny_rules() {
+            assert!(!r.reason.trim().is_empty(), "{} has no reason", r.syscall);
+            assert!(!r.syscall.starts_with("SYS_") && !r.syscall.is_empty());
+        }
+        // Spot-check that names and numbers come from the same identifier.
+        assert_eq!(rules_for("mount")[0].nr, libc::SYS_mount);
+        assert_eq!(rules_for("open_tree_attr")[0].nr, 467);
+    }
+
+    #[test]
+    fn no_syscall_has_two_actions_or_duplicate_rules() {
+        let mut seen: Vec<&DenyRule> = Vec::new();
+        for r in deny_rules() {
+            for s in &seen {
+                if s.nr == r.nr {
+                    assert_eq!(s.syscall, r.syscall, "number {} has two names", r.nr);
+                    assert_eq!(s.action, r.action, "{} has two actions", r.syscall);
+                    assert_ne!(s.when, r.when, "{} is listed twice", r.syscall);
+                    assert!(
+                        s.when.is_some() && r.when.is_some(),
+                        "{} is denied outright and also conditionally",
+                        r.syscall
+                    );
+                }
+            }
+            seen.push(r);
+        }
+    }
+
+    #[test]
+    fn clone3_fails_with_enosys_so_libc_falls_back_to_clone() {
+        let rules = rules_for("clone3");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].action, DenyAction::Enosys);
+        assert_eq!(rules[0].when, None);
+        assert_eq!(answer(libc::SYS_clone3, [0; 6]), errno(libc::ENOSYS));
+    }
+
+    #[test]
+    fn ioctl_rules_compare_only_the_low_32_bits() {
+        let rules = rules_for("ioctl");
+        let values: Vec<_> = rules.iter().map(|r| r.when).collect();
+        assert_eq!(
+            values,
+            [
+                Some(ArgMatch::Equals {
+                    arg: 1,
+                    value: libc::TIOCSTI as u32
+                }),
+                Some(ArgMatch::Equals {
+                    arg: 1,
+                    value: libc::TIOCLINUX as u32
+                }),
+            ]
+        );
+        // The compiled program loads only the low word of the request (offset 16 + 8 = 24),
+        // never the high one (28).
+        let filter = filter();
+        let eperm = &filter.programs()[1];
+        assert!(eperm.iter().any(|i| i.code == 0x20 && i.k == 24));
+        assert!(!eperm.iter().any(|i| i.code == 0x20 && i.k == 28));
+        for high in [0u64, 1 << 32, 0xffff_ffff_0000_0000] {
+            for req in [libc::TIOCSTI, libc::TIOCLINUX] {
+                assert_eq!(
+                    answer(libc::SYS_ioctl, [0, high | req, 0, 0, 0, 0]),
+                    errno(libc::EPERM),
+                    "ioctl {req:#x} with high bits {high:#x}"
+                );
+            }
+            assert_eq!(
+                answer(libc::SYS_ioctl, [0, high | libc::TCGETS, 0, 0, 0, 0]),
+                ALLOW
+            );
+        }
+    }
+
+    #[test]
+    fn clone_and_unshare_deny_each_namespace_flag_and_nothing_else() {
+        let ns = [
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWCGROUP,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+            libc::CLONE_NEWTIME,
+        ];
+        let fork = libc::SIGCHLD | libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID;
+        let thread = libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID;
+        for nr in [libc::SYS_clone, libc::SYS_unshare] {
+            for flag in ns {
+                for base in [0, fork, thread] {
+                    let flags = (base | flag) as u64;
+                    assert_eq!(answer(nr, [flags, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+                    // High bits do not hide the flag.
+                    let flags = flags | 0xffff_0000_0000_0000;
+                    assert_eq!(answer(nr, [flags, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+                }
+            }
+            for flags in [0, fork, thread, libc::CLONE_FILES | libc::CLONE_FS] {
+                assert_eq!(
+                    answer(nr, [flags as u64, 0, 0, 0, 0, 0]),
+                    ALLOW,
+                    "{flags:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sockets_only_of_unix_inet_and_inet6() {
+        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+            for family in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6] {
+                let family = family as u64;
+                assert_eq!(answer(nr, [family, 1, 0, 0, 0, 0]), ALLOW);
+                // The kernel reads an int; high bits change nothing.
+                assert_eq!(answer(nr, [family | 1 << 40, 1, 0, 0, 0, 0]), ALLOW);
+            }
+            for family in [
+                libc::AF_UNSPEC,
+                libc::AF_NETLINK,
+                libc::AF_PACKET,
+                libc::AF_VSOCK,
+                libc::AF_ALG,
+                libc::AF_BLUETOOTH,
+                libc::AF_KEY,
+                libc::AF_XDP,
+            ] {
+                assert_eq!(
+                    answer(nr, [family as u64, 3, 0, 0, 0, 0]),
+                    errno(libc::EAFNOSUPPORT),
+                    "family {family}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn personality_query_allowed_changes_denied() {
+        let nr = libc::SYS_personality;
+        assert_eq!(answer(nr, [0xffff_ffff, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(answer(nr, [0x0040_0000, 0, 0, 0, 0, 0]), errno(libc::EPERM)); // ADDR_NO_RANDOMIZE
+        assert_eq!(answer(nr, [0, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+    }
+
+    #[test]
+    fn prologue_is_seven_instructions_checking_arch_then_x32_bit() {
+        let p = prologue();
+        assert_eq!(p.len(), 7);
+        assert_eq!((p[0].code, p[0].k), (0x20, OFFSET_ARCH));
+        assert_eq!((p[3].code, p[3].k), (0x20, OFFSET_NR));
+        assert_eq!(filter().programs()[0], p, "the prologue is installed first");
+    }
+
+    #[test]
+    fn prologue_kills_32_bit_and_x32_entry() {
+        let p = prologue();
+        let native = Data::native(libc::SYS_getpid, [0; 6]);
+        assert_eq!(run(&p, &native), ALLOW);
+        // int 0x80: the i386 ABI, whatever the number.
+        for nr in [20, 0, 1, 11, 26, 0x7fff_ffff] {
+            let d = Data {
+                arch: AUDIT_ARCH_I386,
+                nr,
+                ..native
+            };
+            assert_eq!(run(&p, &d), KILL, "i386 syscall {nr}");
+        }
+        // Any arch value but native x86_64.
+        for arch in [
+            0,
+            AUDIT_ARCH_X86_64 ^ 1,
+            0xc000_00b7, /* aarch64 */
+            u32::MAX,
+        ] {
+            assert_eq!(run(&p, &Data { arch, ..native }), KILL);
+        }
+        // x32: native arch, number with bit 30 set.
+        for nr in [39, 0, libc::SYS_mount as i32, 512, 547] {
+            let d = Data {
+                nr: nr | X32_SYSCALL_BIT as i32,
+                ..native
+            };
+            assert_eq!(run(&p, &d), KILL, "x32 syscall {nr}");
+        }
+        assert_eq!(run(&p, &Data { nr: -1, ..native }), KILL);
+        // With all programs: kill wins over the errno a deny program answers.
+        let progs = filter();
+        let x32_mount = Data {
+            nr: libc::SYS_mount as i32 | X32_SYSCALL_BIT as i32,
+            ..native
+        };
+        assert_eq!(run_all(progs.programs(), &x32_mount), KILL);
+        let i386_mount = Data {
+            nr: libc::SYS_mount as i32,
+            arch: AUDIT_ARCH_I386,
+            ..native
+        };
+        assert_eq!(run_all(progs.programs(), &i386_mount), KILL);
+    }
+
+    /// The checks of the kernel's `bpf_check_classic` and `seccomp_check_filter` that apply to
+    /// these programs: length, jumps inside the program, a return at the end, aligned loads
+    /// inside `seccomp_data`.
+    #[test]
+    fn programs_pass_the_kernel_loader_checks() {
+        for (n, p) in filter().programs().iter().enumerate() {
+            assert!((1..=BPF_MAXINSNS).contains(&p.len()), "program {n}");
+            assert_eq!(p[p.len() - 1].code, 0x06, "program {n} ends without ret");
+            for (pc, i) in p.iter().enumerate() {
+                let next = pc + 1;
+                match i.code {
+                    0x05 => assert!(next + (i.k as usize) < p.len(), "ja out of range"),
+                    0x15 | 0x25 | 0x35 | 0x45 => {
+                        assert!(next + usize::from(i.jt) < p.len(), "jt out of range");
+                        assert!(next + usize::from(i.jf) < p.len(), "jf out of range");
+                    }
+                    0x20 => assert!(i.k.is_multiple_of(4) && i.k < 64, "load at {}", i.k),
+                    0x54 | 0x06 => {}
+                    code => panic!("program {n} has opcode {code:#x}"),
+                }
+            }
+        }
+    }
+
+    /// The compiled programs against the table read as plain Rust, on every native syscall
+    /// number with zero arguments and on many pseudo-random `seccomp_data`.
+    #[test]
+    fn compiled_programs_agree_with_the_table() {
+        let rules = deny_rules();
+        let programs = filter();
+        let programs = programs.programs();
+        for nr in 0..600 {
+            let d = Data::native(nr, [0; 6]);
+            assert_eq!(run_all(programs, &d), expected(rules, &d), "syscall {nr}");
+        }
+        // xorshift64*, fixed seed: reproducible.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let interesting = [
+            libc::TIOCSTI,
+            libc::TIOCLINUX,
+            libc::TCGETS,
+            libc::AF_UNIX as u64,
+            libc::AF_INET as u64,
+            libc::AF_INET6 as u64,
+            libc::AF_NETLINK as u64,
+            libc::CLONE_NEWUSER as u64,
+            libc::CLONE_NEWTIME as u64,
+            libc::SIGCHLD as u64,
+            0xffff_ffff,
+            0,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            let nr = match r % 4 {
+                0 => rules[(r >> 8) as usize % rules.len()].nr as i32,
+                1 => (r >> 8) as i32 & 0x1ff,
+                2 => (r >> 8) as i32,
+                _ => rules[(r >> 8) as usize % rules.len()].nr as i32 | X32_SYSCALL_BIT as i32,
+            };
+            let arch = if r >> 60 == 0 {
+                AUDIT_ARCH_I386
+            } else {
+                AUDIT_ARCH_X86_64
+            };
+            let mut args = [0u64; 6];
+            for a in &mut args {
+                let v = next();
+                *a = match v % 3 {
+                    0 => interesting[(v >> 8) as usize % interesting.len()] | (v >> 40 << 32),
+                    1 => v >> 32,
+                    _ => v,
+                };
+            }
+            let d = Data {
+                nr,
+                arch,
+                ip: next(),
+                args,
+            };
+            assert_eq!(run_all(programs, &d), expected(rules, &d), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn build_refuses_bad_tables() {
+        let mount = *rules_for("mount")[0];
+        assert!(matches!(build(&[]), Err(SeccompError::NoRules)));
+        let other = DenyRule {
+            action: DenyAction::Enosys,
+            ..mount
+        };
+        assert!(matches!(
+            build(&[mount, other]),
+            Err(SeccompError::ConflictingActions { .. })
+        ));
+        let renamed = DenyRule {
+            syscall: "not_mount",
+            ..mount
+        };
+        assert!(matches!(
+            build(&[mount, renamed]),
+            Err(SeccompError::NameClash { .. })
+        ));
+        for nr in [-1, i64::from(X32_SYSCALL_BIT) | 165, 1 << 40] {
+            assert!(matches!(
+                build(&[DenyRule { nr, ..mount }]),
+                Err(SeccompError::BadNumber { .. })
+            ));
+        }
+        let empty = DenyRule {
+            when: Some(ArgMatch::AnyBit { arg: 0, mask: 0 }),
+            ..mount
+        };
+        assert!(matches!(
+            build(&[empty]),
+            Err(SeccompError::EmptyMask { .. })
+        ));
+        let bad_arg = DenyRule {
+            when: Some(ArgMatch::Equals { arg: 6, value: 1 }),
+            ..mount
+        };
+        assert!(matches!(build(&[bad_arg]), Err(SeccompError::Rule { .. })));
+    }
+
+    #[test]
+    fn unconditional_rule_wins_over_a_conditional_one_for_the_same_syscall() {
+        let mount = *rules_for("mount")[0];
+        let narrow = DenyRule {
+            when: Some(ArgMatch::Equals { arg: 3, value: 7 }),
+            ..mount
+        };
+        let f = build(&[narrow, mount]).unwrap();
+        let d = Data::native(libc::SYS_mount, [0; 6]);
+        assert_eq!(run_all(f.programs(), &d), errno(libc::EPERM));
+    }
+
+    #[test]
+    fn summary_says_what_is_enforced() {
+        let f = filter();
+        let s = f.summary();
+        assert_eq!(s.rules, deny_rules().len());
+        assert_eq!(s.programs, 4, "prologue, EPERM, ENOSYS, EAFNOSUPPORT");
+        assert_eq!(
+            s.instructions,
+            f.programs().iter().map(Vec::len).sum::<usize>()
+        );
+        let line = s.to_string();
+        assert!(line.starts_with(&format!(
+            "x86_64; {} rules on {} syscalls (EPERM ",
+            s.rules, s.syscalls
+        )));
+        assert!(
+            line.contains("ENOSYS 1, EAFNOSUPPORT 2); kill on 32-bit and x32 entry; 4 programs")
+        );
+    }
+}

@@ -76,6 +76,9 @@ pub enum MountKind {
     /// A symbolic link (e.g. `/lib64` → `usr/lib64`), so host paths compiled into programs
     /// still resolve.
     Symlink { link_target: String },
+    /// An empty directory owned by the cell's user, made on the mount below it (e.g. `HOME` on
+    /// the scratch tmpfs).
+    Dir,
 }
 
 /// Limits a cell enforces. Zero never means "unlimited": the runtime always fills them.
@@ -171,7 +174,22 @@ pub struct EnforcementReport {
     pub outcome: Outcome,
     /// The limit that killed the run, if one did.
     pub limit_hit: Option<LimitHit>,
+    /// What a layer refused that the cell could see from outside, each with the contract line
+    /// that would allow it.
+    pub denials: Vec<Denial>,
     pub usage: Usage,
+}
+
+/// Something a layer refused, in words a model can act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denial {
+    /// Stable code: `memory_limit`, `cpu_limit`, `wall_limit`, `pids_limit`, `fsize_limit`,
+    /// `output_truncated`.
+    pub code: String,
+    /// What was denied.
+    pub what: String,
+    /// The `skillcell.*` line that would allow it.
+    pub allow_with: String,
 }
 
 /// Which cgroup hierarchy enforced each limit.
@@ -231,6 +249,7 @@ mod tests {
                 name: "SIGKILL".into(),
             },
             limit_hit: None,
+            denials: vec![],
             usage: Usage::default(),
         };
         assert_eq!(r.exit_code(), 137);

@@ -1,0 +1,627 @@
+//! The host side of a run: start the cell's init, hand it the spec, feed stdin, cap stdout and
+//! stderr, enforce the wall clock and the cell-wide CPU budget, and report.
+//!
+//! A run is two calls. [`PreparedCell::prepare`] must be called while the process is
+//! single-threaded and before it restricts itself: it creates the run's cgroups and clones the
+//! init into new user, mount, pid, net, ipc and uts namespaces, where it waits for its spec.
+//! The caller may then restrict itself (Landlock forbids mounting, so the mounts must be made by
+//! a process that is not yet restricted: the init was cloned before), decide, and call
+//! [`PreparedCell::run`]. Dropping a prepared cell kills it.
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use skillcell_sandbox::{
+    CELL_GID, CELL_UID, CellSpec, Denial, EnforcementReport, Layer, LimitHit, Outcome, Usage,
+};
+
+use crate::cgroup::{CgroupError, RunCgroup};
+use crate::launch::{self, LinuxCell, fds};
+use crate::seccomp;
+use crate::sys_cell::{self as sys, ChildStatus, Forked};
+
+/// Why a cell could not be prepared or run. Nothing of the skill ran.
+#[derive(Debug, thiserror::Error)]
+pub enum CellError {
+    #[error("{what} is unavailable ({detail}); the cell cannot be built. Run `skillcell doctor`")]
+    Unavailable { what: &'static str, detail: String },
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("cell launch failed at {step}: {source}")]
+    Io {
+        step: &'static str,
+        source: io::Error,
+    },
+    #[error("the cell spec is invalid: {0}")]
+    Spec(String),
+}
+
+fn io_step(step: &'static str) -> impl FnOnce(io::Error) -> CellError {
+    move |source| CellError::Io { step, source }
+}
+
+/// Namespaces every cell gets (the cgroup namespace is entered by the init once it is in its
+/// run cgroup).
+const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS;
+
+/// Largest spec the init accepts.
+const MAX_SPEC: usize = 16 << 20;
+
+/// A cell whose init is waiting for its spec.
+#[derive(Debug)]
+pub struct PreparedCell {
+    init: i32,
+    pidfd: OwnedFd,
+    spec_w: Option<OwnedFd>,
+    report_r: OwnedFd,
+    stdin_w: Option<OwnedFd>,
+    stdout_r: OwnedFd,
+    stderr_r: OwnedFd,
+    cgroup: Option<RunCgroup>,
+    landlock_abi: i32,
+    seccomp_summary: String,
+    run_id: String,
+    done: bool,
+}
+
+impl PreparedCell {
+    /// Creates the run's cgroups and clones the init. Fails closed when Landlock, seccomp,
+    /// namespaces or cgroups are missing. Call while single-threaded.
+    pub fn prepare() -> Result<Self, CellError> {
+        let landlock_abi = crate::sys::landlock_abi().map_err(|e| CellError::Unavailable {
+            what: "Landlock",
+            detail: e.to_string(),
+        })?;
+        let programs =
+            seccomp::build(seccomp::deny_rules()).map_err(|e| CellError::Unavailable {
+                what: "the seccomp filter",
+                detail: e.to_string(),
+            })?;
+        let seccomp_summary = programs.summary().to_string();
+        let mut nonce = [0u8; 4];
+        sys::random_bytes(&mut nonce).map_err(io_step("random"))?;
+        let run_id = format!(
+            "run-{}-{:08x}",
+            std::process::id(),
+            u32::from_le_bytes(nonce)
+        );
+        let cgroup = RunCgroup::create(&run_id)?;
+        let (spec_r, spec_w) = sys::pipe().map_err(io_step("pipe"))?;
+        let (report_r, report_w) = sys::pipe().map_err(io_step("pipe"))?;
+        let (stdin_r, stdin_w) = sys::pipe().map_err(io_step("pipe"))?;
+        let (stdout_r, stdout_w) = sys::pipe().map_err(io_step("pipe"))?;
+        let (stderr_r, stderr_w) = sys::pipe().map_err(io_step("pipe"))?;
+        sys::set_non_dumpable().map_err(io_step("prctl"))?;
+        let uid = sys::ids();
+        match sys::clone_into_namespaces(NAMESPACES).map_err(|e| CellError::Unavailable {
+            what: "user, mount, pid, net, ipc and uts namespaces",
+            detail: e.to_string(),
+        })? {
+            Forked::Child => {
+                // The init: keep only its own pipe ends, at fixed numbers, and never return.
+                let child_fds = [
+                    report_w.into_raw_fd(),
+                    stdin_r.into_raw_fd(),
+                    stdout_w.into_raw_fd(),
+                    stderr_w.into_raw_fd(),
+                    spec_r.into_raw_fd(),
+                ];
+                for fd in [spec_w, report_r, stdin_w, stdout_r, stderr_r] {
+                    let _ = fd.into_raw_fd();
+                }
+                init_main(child_fds, programs)
+            }
+            Forked::Parent(pid) => {
+                drop((spec_r, report_w, stdin_r, stdout_w, stderr_w));
+                let mut cell = Self {
+                    init: pid,
+                    pidfd: sys::pidfd_open(pid).map_err(io_step("pidfd_open"))?,
+                    spec_w: Some(spec_w),
+                    report_r,
+                    stdin_w: Some(stdin_w),
+                    stdout_r,
+                    stderr_r,
+                    cgroup: Some(cgroup),
+                    landlock_abi,
+                    seccomp_summary,
+                    run_id,
+                    done: false,
+                };
+                cell.map_ids(uid)?;
+                if let Some(cg) = &cell.cgroup {
+                    cg.add(pid)?;
+                }
+                Ok(cell)
+            }
+        }
+    }
+
+    /// Maps the caller's uid and gid to [`CELL_UID`]/[`CELL_GID`] inside, and nothing else:
+    /// the cell has no root and cannot become anyone else.
+    fn map_ids(&mut self, (uid, gid): (u32, u32)) -> Result<(), CellError> {
+        let base = format!("/proc/{}", self.init);
+        std::fs::write(format!("{base}/setgroups"), "deny").map_err(io_step("setgroups"))?;
+        std::fs::write(format!("{base}/uid_map"), format!("{CELL_UID} {uid} 1\n"))
+            .map_err(io_step("uid_map"))?;
+        std::fs::write(format!("{base}/gid_map"), format!("{CELL_GID} {gid} 1\n"))
+            .map_err(io_step("gid_map"))?;
+        Ok(())
+    }
+
+    /// Paths the caller must keep writable if it restricts itself before [`run`](Self::run).
+    pub fn writable_paths(&self) -> Vec<std::path::PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(RunCgroup::writable_paths)
+            .unwrap_or_default()
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Sends the spec, feeds `stdin`, passes output through (each stream capped at
+    /// `spec.limits.output_bytes`), and waits for the end of the run.
+    pub fn run(
+        mut self,
+        spec: &CellSpec,
+        stdin: &[u8],
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<EnforcementReport, CellError> {
+        let started = Instant::now();
+        if let Some(cg) = &self.cgroup {
+            cg.set_limits(&spec.limits)?;
+        }
+        let json = serde_json::to_vec(spec).map_err(|e| CellError::Spec(e.to_string()))?;
+        if json.len() > MAX_SPEC {
+            return Err(CellError::Spec("larger than 16 MiB".into()));
+        }
+        if let Some(w) = self.spec_w.take() {
+            sys::write_all(w.as_raw_fd(), &json).map_err(io_step("send the spec"))?;
+        }
+        for fd in [&self.stdout_r, &self.stderr_r, &self.report_r] {
+            sys::set_nonblocking(fd.as_raw_fd()).map_err(io_step("pipes"))?;
+        }
+        if let Some(w) = &self.stdin_w {
+            sys::set_nonblocking(w.as_raw_fd()).map_err(io_step("pipes"))?;
+        }
+        let cap = usize::try_from(spec.limits.output_bytes).unwrap_or(usize::MAX);
+        let mut stdout = Stream::new(cap);
+        let mut stderr = Stream::new(cap);
+        let mut report = Vec::new();
+        let mut input = stdin;
+        if input.is_empty() {
+            self.stdin_w = None;
+        }
+        let deadline = started + Duration::from_millis(spec.limits.wall_ms);
+        let mut killed_for: Option<LimitHit> = None;
+        let mut init_gone = false;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let now = Instant::now();
+            if killed_for.is_none() {
+                if now >= deadline {
+                    killed_for = Some(LimitHit::Wall);
+                    self.kill();
+                } else if self
+                    .cgroup
+                    .as_ref()
+                    .and_then(RunCgroup::cpu_ms)
+                    .is_some_and(|ms| ms > spec.limits.cpu_ms)
+                {
+                    killed_for = Some(LimitHit::Cpu);
+                    self.kill();
+                }
+            }
+            if init_gone && stdout.eof && stderr.eof {
+                break;
+            }
+            let timeout = if init_gone {
+                // Everything in the cell is dead; the pipes are closing.
+                200
+            } else {
+                deadline
+                    .saturating_duration_since(now)
+                    .as_millis()
+                    .clamp(1, 50) as i32
+            };
+            let mut pfds = vec![
+                pollfd(self.pidfd.as_raw_fd(), libc::POLLIN),
+                pollfd(if stdout.eof { -1 } else { self.stdout_r.as_raw_fd() }, libc::POLLIN),
+                pollfd(if stderr.eof { -1 } else { self.stderr_r.as_raw_fd() }, libc::POLLIN),
+                pollfd(self.report_r.as_raw_fd(), libc::POLLIN),
+                pollfd(
+                    self.stdin_w.as_ref().map_or(-1, |w| w.as_raw_fd()),
+                    libc::POLLOUT,
+                ),
+            ];
+            let ready = sys::poll(&mut pfds, timeout).map_err(io_step("poll"))?;
+            if ready == 0 && init_gone {
+                // Pipes still open after the init died: something holds them; stop waiting.
+                break;
+            }
+            if pfds[0].revents != 0 {
+                init_gone = true;
+            }
+            if pfds[1].revents != 0 {
+                stdout.pump(self.stdout_r.as_raw_fd(), &mut buf, out);
+            }
+            if pfds[2].revents != 0 {
+                stderr.pump(self.stderr_r.as_raw_fd(), &mut buf, err);
+            }
+            if pfds[3].revents != 0 {
+                while let Ok(n) = sys::read(self.report_r.as_raw_fd(), &mut buf) {
+                    if n == 0 || report.len() > 64 * 1024 {
+                        break;
+                    }
+                    report.extend_from_slice(&buf[..n]);
+                }
+            }
+            if pfds[4].revents != 0 {
+                if let Some(w) = &self.stdin_w {
+                    match sys::write(w.as_raw_fd(), &input[..input.len().min(64 * 1024)]) {
+                        Ok(n) => input = &input[n..],
+                        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                        Err(_) => input = &[],
+                    }
+                }
+                if input.is_empty() {
+                    self.stdin_w = None;
+                }
+            }
+        }
+        let init_status = sys::wait(self.init, false).map_err(io_step("wait"))?;
+        self.done = true;
+        let _ = out.flush();
+        let _ = err.flush();
+        let wall_ms = started.elapsed().as_millis() as u64;
+        Ok(self.finish(spec, &report, init_status, killed_for, stdout, stderr, wall_ms))
+    }
+
+    fn kill(&self) {
+        sys::kill(self.init, libc::SIGKILL);
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one call site; the pieces of one report")]
+    fn finish(
+        &mut self,
+        spec: &CellSpec,
+        report: &[u8],
+        init_status: Option<(i32, ChildStatus)>,
+        killed_for: Option<LimitHit>,
+        stdout: Stream,
+        stderr: Stream,
+        wall_ms: u64,
+    ) -> EnforcementReport {
+        let text = String::from_utf8_lossy(report);
+        let mut outcome = None;
+        let mut landlock_status = "unknown".to_owned();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, '\t');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("fail"), Some(step), Some(message)) if outcome.is_none() => {
+                    outcome = Some(Outcome::SetupFailed {
+                        step: step.to_owned(),
+                        message: message.to_owned(),
+                    });
+                }
+                (Some("landlock"), Some(status), _) => landlock_status = status.to_owned(),
+                (Some("exit"), Some(code), _) if outcome.is_none() => {
+                    outcome = code.parse().ok().map(|code| Outcome::Exited { code });
+                }
+                (Some("signal"), Some(sig), _) if outcome.is_none() => {
+                    outcome = sig.parse().ok().map(|signal| Outcome::Signaled {
+                        signal,
+                        name: sys::signal_name(signal),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let outcome = outcome.unwrap_or_else(|| match init_status {
+            // The init died before reporting: we killed it (a limit), or it crashed.
+            Some((_, ChildStatus::Signaled(signal))) => Outcome::Signaled {
+                signal,
+                name: sys::signal_name(signal),
+            },
+            Some((_, ChildStatus::Exited(code))) => Outcome::SetupFailed {
+                step: "init".into(),
+                message: format!("the cell's init exited with {code} before the skill ran"),
+            },
+            None => Outcome::SetupFailed {
+                step: "init".into(),
+                message: "the cell's init vanished".into(),
+            },
+        });
+        let cg = self.cgroup.as_ref();
+        let cpu_ms = cg.and_then(RunCgroup::cpu_ms).unwrap_or(0);
+        let oom = cg.map_or(0, RunCgroup::oom_kills);
+        let pids_refused = cg.map_or(0, RunCgroup::pids_refused);
+        let limit_hit = killed_for.or(match &outcome {
+            Outcome::Signaled { signal, .. } if *signal == libc::SIGXCPU => Some(LimitHit::Cpu),
+            Outcome::Signaled { signal, .. } if *signal == libc::SIGXFSZ => Some(LimitHit::Fsize),
+            Outcome::Signaled { signal, .. }
+                if *signal == libc::SIGKILL && cpu_ms + 1000 >= spec.limits.cpu_ms =>
+            {
+                Some(LimitHit::Cpu)
+            }
+            _ if oom > 0 => Some(LimitHit::Memory),
+            _ => None,
+        });
+        let mut denials = Vec::new();
+        let limits = &spec.limits;
+        let mut deny = |code: &str, what: String, allow_with: String| {
+            denials.push(Denial {
+                code: code.into(),
+                what,
+                allow_with,
+            })
+        };
+        if let Some(hit) = limit_hit {
+            let (what, value) = match hit {
+                LimitHit::Memory => ("memory", format!("{}", limits.memory_bytes)),
+                LimitHit::Cpu => ("CPU time", format!("{}ms", limits.cpu_ms)),
+                LimitHit::Wall => ("wall-clock time", format!("{}ms", limits.wall_ms)),
+                LimitHit::Pids => ("processes", format!("{}", limits.pids)),
+                LimitHit::Fsize => ("file size", format!("{}", limits.fsize_bytes)),
+            };
+            deny(
+                &format!("{}_limit", hit.key()),
+                format!("the run was killed when it exceeded its {what} limit ({value})"),
+                format!("skillcell.limits: {}=<more>", hit.key()),
+            );
+        }
+        if oom > 0 && limit_hit != Some(LimitHit::Memory) {
+            deny(
+                "memory_limit",
+                format!("{oom} process(es) killed at the memory limit ({} bytes)", limits.memory_bytes),
+                "skillcell.limits: memory=<more>".into(),
+            );
+        }
+        if pids_refused > 0 {
+            deny(
+                "pids_limit",
+                format!(
+                    "{pids_refused} fork(s) refused at the process limit ({})",
+                    limits.pids
+                ),
+                "skillcell.limits: pids=<more>".into(),
+            );
+        }
+        for (name, s) in [("stdout", &stdout), ("stderr", &stderr)] {
+            if s.truncated {
+                deny(
+                    "output_truncated",
+                    format!(
+                        "{name} was cut at {} bytes ({} produced)",
+                        limits.output_bytes, s.total
+                    ),
+                    "skillcell.limits: output=<more>".into(),
+                );
+            }
+        }
+        let cgroup = cg.map(RunCgroup::report).unwrap_or_default();
+        let layer = |name: &str, detail: String| Layer {
+            name: name.into(),
+            status: "applied".into(),
+            detail,
+        };
+        let setup_failed = matches!(outcome, Outcome::SetupFailed { .. });
+        let layers = if setup_failed {
+            Vec::new()
+        } else {
+            vec![
+                layer("namespaces", "user (caller mapped to uid 1000), mount, pid, net (loopback only), ipc, uts, cgroup".into()),
+                layer("filesystem", format!("pivot_root into a fresh read-only tmpfs; {} mounts; fresh /proc (pid subset); 5 device nodes; generated /etc", spec.mounts.len())),
+                Layer {
+                    name: "landlock".into(),
+                    status: if landlock_status == "full" { "applied".into() } else { "partial".into() },
+                    detail: format!("kernel ABI {}; {landlock_status}; exec allowlist of {} files; TCP bind/connect denied; signal and abstract-socket scopes", self.landlock_abi, spec.exec.len()),
+                },
+                layer("seccomp", self.seccomp_summary.clone()),
+                layer("capabilities", "effective, permitted, inheritable, bounding and ambient sets empty".into()),
+                layer("no_new_privs", "set".into()),
+                layer("session", "setsid: no controlling terminal; every descriptor above 2 closed".into()),
+                layer("rlimits", format!("CPU {}s, DATA {}, NPROC {}, NOFILE {}, FSIZE {}, CORE 0", limits.cpu_ms.div_ceil(1000).max(1), limits.memory_bytes, limits.pids, limits.nofile, limits.fsize_bytes)),
+                layer("cgroup", format!("{}: memory {}, pids {}", cgroup.version, limits.memory_bytes, limits.pids)),
+                layer("environment", format!("{} variables, none inherited", spec.env.len())),
+            ]
+        };
+        let memory_peak_bytes = cg.and_then(RunCgroup::memory_peak);
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove(Duration::from_secs(2));
+        }
+        EnforcementReport {
+            layers,
+            cgroup,
+            landlock_abi: self.landlock_abi,
+            limits: spec.limits.clone(),
+            outcome,
+            limit_hit,
+            denials,
+            usage: Usage {
+                wall_ms,
+                cpu_ms,
+                memory_peak_bytes,
+                stdout_bytes: stdout.total,
+                stderr_bytes: stderr.total,
+                stdout_truncated: stdout.truncated,
+                stderr_truncated: stderr.truncated,
+            },
+        }
+    }
+}
+
+impl Drop for PreparedCell {
+    fn drop(&mut self) {
+        if !self.done {
+            sys::kill(self.init, libc::SIGKILL);
+            let _ = sys::wait(self.init, false);
+        }
+    }
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+
+/// One output stream: passes through up to `cap` bytes, then reads and drops the rest so
+/// the cell never blocks on a full pipe.
+struct Stream {
+    cap: usize,
+    total: u64,
+    kept: usize,
+    truncated: bool,
+    eof: bool,
+}
+
+impl Stream {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            total: 0,
+            kept: 0,
+            truncated: false,
+            eof: false,
+        }
+    }
+
+    fn pump(&mut self, fd: RawFd, buf: &mut [u8], sink: &mut dyn Write) {
+        loop {
+            match sys::read(fd, buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(n) => {
+                    self.total += n as u64;
+                    let room = self.cap - self.kept;
+                    let keep = n.min(room);
+                    if keep < n {
+                        self.truncated = true;
+                    }
+                    if keep > 0 {
+                        // A sink that fails (closed terminal) must not stop the draining.
+                        let _ = sink.write_all(&buf[..keep]);
+                        self.kept += keep;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(_) => {
+                    self.eof = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The cell's init (pid 1 of the new pid namespace). Never returns.
+fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter) -> ! {
+    // If the supervisor dies, so does the init, and with it every process of the namespace.
+    let _ = sys::set_parent_death_signal(libc::SIGKILL);
+    // Move the five descriptors to 3..=7 (through numbers above them, so none overwrites
+    // another), then close everything else inherited from the supervisor.
+    let mut high = [0; 5];
+    for (i, fd) in child_fds.iter().enumerate() {
+        match sys::dup_above(*fd, 100 + i as i32) {
+            Ok(h) => high[i] = h,
+            Err(_) => sys::exit_now(125),
+        }
+    }
+    for (i, h) in high.iter().enumerate() {
+        if sys::dup2(*h, 3 + i as i32).is_err() {
+            sys::exit_now(125);
+        }
+    }
+    if sys::close_from(8).is_err() {
+        sys::exit_now(125);
+    }
+    const SPEC: RawFd = 7;
+    let fail = |step: &str, message: &str| -> ! {
+        let line = format!("fail\t{step}\t{}\n", message.replace(['\n', '\t'], " "));
+        let _ = sys::write_all(fds::REPORT, line.as_bytes());
+        sys::exit_now(125)
+    };
+    let mut json = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match sys::read(SPEC, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                json.extend_from_slice(&buf[..n]);
+                if json.len() > MAX_SPEC {
+                    fail("spec", "larger than 16 MiB");
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => fail("spec", &e.to_string()),
+        }
+    }
+    if json.is_empty() {
+        // The supervisor gave up before sending a spec (a refusal, or it died).
+        sys::exit_now(0);
+    }
+    let spec: CellSpec = match serde_json::from_slice(&json) {
+        Ok(s) => s,
+        Err(e) => fail("spec", &e.to_string()),
+    };
+    let mut cell = LinuxCell::new(Some(programs));
+    if let Err(e) = launch::build_cell(&mut cell, &spec) {
+        fail(e.step, &e.message);
+    }
+    if sys::block_all_signals().is_err() {
+        fail("signals", "cannot block signals in the init");
+    }
+    let skill = match sys::fork_single_threaded() {
+        Ok(Forked::Child) => {
+            let e = launch::enter_and_exec(&mut cell, &spec);
+            fail(e.step, &e.message)
+        }
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => fail("fork", &e.to_string()),
+    };
+    // Only the skill holds its stdio pipes now; the init keeps nothing of the caller's either.
+    let _ = sys::close_from(fds::REPORT + 1);
+    sys::close_stdio();
+    let mut skill_status = None;
+    loop {
+        let Ok(sig) = sys::wait_signal() else { continue };
+        if sig != libc::SIGCHLD {
+            sys::kill(skill, sig);
+            continue;
+        }
+        while let Ok(Some((pid, status))) = sys::wait(-1, true) {
+            if pid == skill {
+                skill_status = Some(status);
+            }
+        }
+        if let Some(status) = skill_status {
+            // The skill is done: nothing else of the cell may outlive it.
+            sys::kill(-1, libc::SIGKILL);
+            while let Ok(Some(_)) = sys::wait(-1, false) {}
+            let line = match status {
+                ChildStatus::Exited(code) => format!("exit\t{code}\n"),
+                ChildStatus::Signaled(sig) => format!("signal\t{sig}\n"),
+            };
+            let _ = sys::write_all(fds::REPORT, line.as_bytes());
+            sys::exit_now(0);
+        }
+    }
+}
