@@ -1,5 +1,7 @@
 //! End-to-end tests of the `skillcell` binary: exit codes, JSON output, and what lands on disk.
 
+mod cell;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

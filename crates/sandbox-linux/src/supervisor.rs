@@ -597,9 +597,14 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter) -> ! {
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => fail("fork", &e.to_string()),
     };
-    // Only the skill holds its stdio pipes now; the init keeps nothing of the caller's either.
+    // Only the skill holds its stdio pipes now; the init keeps nothing of the caller's either,
+    // and from here on needs no privilege: it only waits, forwards signals and kills.
     let _ = sys::close_from(fds::REPORT + 1);
     sys::close_stdio();
+    if sys::drop_all_capabilities().is_err() {
+        sys::kill(skill, libc::SIGKILL);
+        fail("capabilities", "the init could not drop its capabilities");
+    }
     let mut skill_status = None;
     loop {
         let Ok(sig) = sys::wait_signal() else { continue };

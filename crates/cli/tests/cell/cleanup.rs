@@ -1,0 +1,1 @@
+//! Section CLEANUP of ../shared/security-cases.md (being written).

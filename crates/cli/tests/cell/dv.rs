@@ -1,0 +1,1 @@
+//! Section DV of ../shared/security-cases.md (being written).

@@ -1,0 +1,1 @@
+//! Section FS of ../shared/security-cases.md (being written).

@@ -1,0 +1,1 @@
+//! Section IL of ../shared/security-cases.md (being written).

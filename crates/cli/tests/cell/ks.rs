@@ -1,0 +1,1 @@
+//! Section KS of ../shared/security-cases.md (being written).

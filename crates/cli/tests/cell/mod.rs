@@ -1,0 +1,15 @@
+//! The native cell, attacked: each case installs a skill under minimal grants and judges the
+//! run from the host (files, process table, /proc of the cell's processes, the audit trail),
+//! with a positive control per category. Cases follow ../shared/security-cases.md.
+
+mod lab;
+
+mod basics;
+mod cleanup;
+mod dv;
+mod fs;
+mod il;
+mod ks;
+mod pr;
+mod rs;
+mod st;

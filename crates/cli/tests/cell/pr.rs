@@ -1,0 +1,1 @@
+//! Section PR of ../shared/security-cases.md (being written).

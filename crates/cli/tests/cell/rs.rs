@@ -1,0 +1,1 @@
+//! Section RS of ../shared/security-cases.md (being written).

@@ -1,0 +1,1 @@
+//! Section ST of ../shared/security-cases.md (being written).
