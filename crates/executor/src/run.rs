@@ -200,10 +200,9 @@ pub fn plan(
             .caller_env
             .iter()
             .find(|(k, _)| k.to_str() == Some(name.0.as_str()))
+            && let Some(v) = v.to_str()
         {
-            if let Some(v) = v.to_str() {
-                env.push((name.0.clone(), v.to_owned()));
-            }
+            env.push((name.0.clone(), v.to_owned()));
         }
     }
     let program = interpreter
@@ -323,12 +322,15 @@ fn runtime_of(host_script: &Path, script: &str) -> Result<Runtime, PlanError> {
     }
 }
 
+/// Environment variables as name/value pairs.
+type EnvPairs = Vec<(String, String)>;
+
 /// Mounts for the contract's fs grants, parents before children, and the
 /// `SKILLCELL_PATH_<NAME>` variables for placeholders.
 fn grant_mounts(
     contract: &Contract,
     given: &BTreeMap<String, PathBuf>,
-) -> Result<(Vec<Mount>, Vec<(String, String)>), PlanError> {
+) -> Result<(Vec<Mount>, EnvPairs), PlanError> {
     let mut bases: BTreeMap<String, PathBuf> = BTreeMap::new();
     for name in contract.placeholders() {
         let Some(path) = given.get(name) else {

@@ -181,13 +181,20 @@ impl RunCgroup {
         v
     }
 
-    /// Moves `pid` into every cgroup of this run.
-    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        for (_, _, d) in &self.dirs {
-            let f = d.join("cgroup.procs");
-            fs::write(&f, pid.to_string()).map_err(io_err("write", &f))?;
-        }
-        Ok(())
+    /// The run's v2 directory, for `clone3(CLONE_INTO_CGROUP)`: a process born there never
+    /// migrates, and a v2 migration costs an RCU grace period (milliseconds).
+    pub fn unified(&self) -> Option<&Path> {
+        self.unified.as_deref()
+    }
+
+    /// The `cgroup.procs` files a process must join to be in every cgroup of this run (but
+    /// the v2 one when it is born there).
+    pub fn procs_files(&self, born_in_unified: bool) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .filter(|(_, version, _)| !(born_in_unified && *version == Version::V2))
+            .map(|(_, _, d)| d.join("cgroup.procs"))
+            .collect()
     }
 
     /// Writes the limits. Memory has no swap escape: v2 `memory.swap.max` is 0, and v1
@@ -290,10 +297,10 @@ impl RunCgroup {
 
     /// Kills every process of the run: `cgroup.kill` on v2, else SIGKILL to each pid listed.
     pub fn kill_all(&self) {
-        if let Some(u) = &self.unified {
-            if fs::write(u.join("cgroup.kill"), "1").is_ok() {
-                return;
-            }
+        if let Some(u) = &self.unified
+            && fs::write(u.join("cgroup.kill"), "1").is_ok()
+        {
+            return;
         }
         for (_, _, d) in &self.dirs {
             if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {

@@ -163,13 +163,17 @@ impl LinuxCell {
     /// resolving symlinks as the cell will see them.
     fn ensure_dir(&self, step: &'static str, path: &str) -> Result<OwnedFd, StepError> {
         let root = self.root(step)?;
+        let flags = libc::O_PATH as u64 | libc::O_DIRECTORY as u64;
+        // Most mount points share parents that exist already: one lookup.
+        if let Ok(fd) = sys::openat2(root, path, flags, resolve::IN_ROOT) {
+            return Ok(fd);
+        }
         let mut prefix = String::new();
         let mut fd = sys::openat2(root, ".", libc::O_PATH as u64 | libc::O_DIRECTORY as u64, 0)
             .map_err(|e| StepError::io(step, "open the root", e))?;
         for comp in path.split('/').filter(|c| !c.is_empty()) {
             prefix.push('/');
             prefix.push_str(comp);
-            let flags = libc::O_PATH as u64 | libc::O_DIRECTORY as u64;
             match sys::openat2(root, &prefix, flags, resolve::IN_ROOT) {
                 Ok(next) => fd = next,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -319,8 +323,7 @@ impl CellSys for LinuxCell {
                 return Ok(());
             }
         };
-        let is_dir = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map(|m| m.is_dir())
+        let is_dir = sys::is_dir(fd.as_raw_fd())
             .map_err(|e| StepError::io(STEP, format!("stat {what}"), e))?;
         let tree = sys::clone_tree(fd.as_raw_fd()).map_err(|e| StepError::io(STEP, format!("clone {what}"), e))?;
         sys::set_mount_attrs(tree.as_raw_fd(), attrs, 0)

@@ -10,6 +10,7 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use skillcell_sandbox::{
@@ -99,10 +100,34 @@ impl PreparedCell {
         let (stderr_r, stderr_w) = sys::pipe().map_err(io_step("pipe"))?;
         sys::set_non_dumpable().map_err(io_step("prctl"))?;
         let uid = sys::ids();
-        match sys::clone_into_namespaces(NAMESPACES).map_err(|e| CellError::Unavailable {
+        let unavailable = |e: io::Error| CellError::Unavailable {
             what: "user, mount, pid, net, ipc and uts namespaces",
             detail: e.to_string(),
-        })? {
+        };
+        // Born in the v2 cgroup when there is one (no migration: a v2 migration waits for an
+        // RCU grace period), else cloned and moved.
+        let unified = match cgroup.unified() {
+            Some(d) => Some(
+                std::fs::File::open(d).map_err(io_step("open the run's cgroup"))?,
+            ),
+            None => None,
+        };
+        // The init joins the other (v1) cgroups itself, first thing: a migration waits for an
+        // RCU grace period, and this way it overlaps with the supervisor's resolve and plan.
+        let mut join = cgroup.procs_files(unified.is_some());
+        let (forked, pidfd) = match &unified {
+            Some(dir) => match sys::clone3_into_cgroup(NAMESPACES, dir.as_raw_fd()) {
+                Ok((f, pidfd)) => (f, pidfd),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    join = cgroup.procs_files(false);
+                    (sys::clone_into_namespaces(NAMESPACES).map_err(unavailable)?, None)
+                }
+                Err(e) => return Err(unavailable(e)),
+            },
+            None => (sys::clone_into_namespaces(NAMESPACES).map_err(unavailable)?, None),
+        };
+        drop(unified);
+        match forked {
             Forked::Child => {
                 // The init: keep only its own pipe ends, at fixed numbers, and never return.
                 let child_fds = [
@@ -115,13 +140,16 @@ impl PreparedCell {
                 for fd in [spec_w, report_r, stdin_w, stdout_r, stderr_r] {
                     let _ = fd.into_raw_fd();
                 }
-                init_main(child_fds, programs)
+                init_main(child_fds, programs, &join)
             }
             Forked::Parent(pid) => {
                 drop((spec_r, report_w, stdin_r, stdout_w, stderr_w));
                 let mut cell = Self {
                     init: pid,
-                    pidfd: sys::pidfd_open(pid).map_err(io_step("pidfd_open"))?,
+                    pidfd: match pidfd {
+                        Some(fd) => fd,
+                        None => sys::pidfd_open(pid).map_err(io_step("pidfd_open"))?,
+                    },
                     spec_w: Some(spec_w),
                     report_r,
                     stdin_w: Some(stdin_w),
@@ -134,9 +162,6 @@ impl PreparedCell {
                     done: false,
                 };
                 cell.map_ids(uid)?;
-                if let Some(cg) = &cell.cgroup {
-                    cg.add(pid)?;
-                }
                 Ok(cell)
             }
         }
@@ -533,9 +558,14 @@ impl Stream {
 }
 
 /// The cell's init (pid 1 of the new pid namespace). Never returns.
-fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter) -> ! {
+fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathBuf]) -> ! {
     // If the supervisor dies, so does the init, and with it every process of the namespace.
     let _ = sys::set_parent_death_signal(libc::SIGKILL);
+    // The init shares the supervisor's memory image: wipe the caller's command line and
+    // environment so the skill cannot read them from /proc/1/cmdline.
+    if sys::scrub_args_and_env().is_err() {
+        sys::exit_now(125);
+    }
     // Move the five descriptors to 3..=7 (through numbers above them, so none overwrites
     // another), then close everything else inherited from the supervisor.
     let mut high = [0; 5];
@@ -559,6 +589,12 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter) -> ! {
         let _ = sys::write_all(fds::REPORT, line.as_bytes());
         sys::exit_now(125)
     };
+    // Into the run's cgroups before anything of the skill exists ("0" is the writer itself).
+    for procs in join {
+        if let Err(e) = std::fs::write(procs, "0") {
+            fail("cgroup", &format!("join {}: {e}", procs.display()));
+        }
+    }
     let mut json = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {

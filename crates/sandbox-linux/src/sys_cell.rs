@@ -100,6 +100,62 @@ pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<Forked> {
     }
 }
 
+/// As [`clone_into_namespaces`], with clone3(2): the child is born in the cgroup `cgroup` (an
+/// open cgroup v2 directory), and its pidfd is returned. `Err(ENOSYS)` on kernels before 5.7.
+pub fn clone3_into_cgroup(flags: libc::c_int, cgroup: RawFd) -> io::Result<(Forked, Option<OwnedFd>)> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other(
+            "the cell must be started from a single-threaded process",
+        ));
+    }
+    const CLONE_PIDFD: u64 = 0x1000;
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let mut pidfd: libc::c_int = -1;
+    let args = CloneArgs {
+        flags: flags as u64 | CLONE_PIDFD | CLONE_INTO_CGROUP,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup as u64,
+    };
+    // SAFETY: as for clone_into_namespaces: no stack (the child continues on a copy of ours,
+    // like fork), no CLONE_VM/SETTLS/*TID, and this process is single-threaded. The kernel
+    // reads `args` (a live struct clone_args, size passed) and writes the pidfd into `pidfd`,
+    // a live local, in the parent only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match cvt(r)? {
+        0 => Ok((Forked::Child, None)),
+        // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor owned by nobody else.
+        pid => Ok((Forked::Parent(pid as i32), Some(unsafe { OwnedFd::from_raw_fd(pidfd) }))),
+    }
+}
+
 /// Plain fork(2), in a process known to be single-threaded (the cell's init).
 pub fn fork_single_threaded() -> io::Result<Forked> {
     clone_into_namespaces(0)
@@ -352,6 +408,15 @@ pub fn attach_tree(tree: RawFd, target: RawFd) -> io::Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// Whether `fd` (possibly `O_PATH`) is a directory, by fstat(2).
+pub fn is_dir(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: stat is plain data; fstat fills the live struct we pass.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is live and writable; fstat accepts O_PATH descriptors since Linux 3.6.
+    cvt_i(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 /// mkdirat(2).
@@ -721,4 +786,36 @@ pub fn close_stdio() {
             libc::close(fd);
         }
     }
+}
+
+/// Zeroes this process's argument and environment strings (the areas /proc/PID/cmdline and
+/// /proc/PID/environ show). The cell's init is a fork of the supervisor: without this, a skill
+/// could read the caller's command line (host paths, `--input`) from /proc/1/cmdline.
+pub fn scrub_args_and_env() -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("unexpected /proc/self/stat"))?;
+    // `rest` starts at field 3 (state); arg_start is field 48.
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0);
+    for (start, end) in [(field(48), field(49)), (field(50), field(51))] {
+        if start == 0 || end <= start || end - start > (1 << 24) {
+            return Err(io::Error::other("no argument or environment area"));
+        }
+        // SAFETY: [start, end) is the argument (or environment) area the kernel set up for
+        // this process at exec and reports in /proc/self/stat; it is mapped and writable (it
+        // is on the initial stack). Nothing in the init reads it afterwards: Rust keeps
+        // pointers into it only for std::env::args/vars, which the init no longer calls, and
+        // they would then see empty strings, not invalid memory.
+        unsafe {
+            std::ptr::write_bytes(start as usize as *mut u8, 0, (end - start) as usize);
+        }
+    }
+    Ok(())
 }
