@@ -35,7 +35,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             size_bytes: 16 << 20,
         },
     });
-    let mut argv = vec![program.to_str().ok_or("program path is not UTF-8")?.to_owned()];
+    let mut argv = vec![
+        program
+            .to_str()
+            .ok_or("program path is not UTF-8")?
+            .to_owned(),
+    ];
     argv.extend(args);
     let spec = CellSpec {
         argv,

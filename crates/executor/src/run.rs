@@ -504,8 +504,14 @@ mod tests {
 
     #[test]
     fn scripts_must_stay_inside_the_folder() {
-        assert_eq!(normalize_script("./scripts/a.py").expect("ok"), "scripts/a.py");
-        assert_eq!(normalize_script("scripts//a.py").expect("ok"), "scripts/a.py");
+        assert_eq!(
+            normalize_script("./scripts/a.py").expect("ok"),
+            "scripts/a.py"
+        );
+        assert_eq!(
+            normalize_script("scripts//a.py").expect("ok"),
+            "scripts/a.py"
+        );
         for bad in ["", "/etc/passwd", "../x.py", "scripts/../../x.py"] {
             assert!(normalize_script(bad).is_err(), "{bad:?} accepted");
         }

@@ -11,7 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("CELL_STDIN").is_some() {
         std::io::stdin().read_to_end(&mut input)?;
     }
-    let report = cell.run(&spec, &input, &mut std::io::stdout(), &mut std::io::stderr())?;
+    let report = cell.run(
+        &spec,
+        &input,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )?;
     eprintln!("{}", serde_json::to_string_pretty(&report)?);
     std::process::exit(report.exit_code());
 }

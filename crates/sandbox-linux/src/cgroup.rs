@@ -207,7 +207,11 @@ impl RunCgroup {
                 write_optional(md, "memory.swap.max", "0")?;
             }
             Version::V1 => {
-                write(md, "memory.limit_in_bytes", &limits.memory_bytes.to_string())?;
+                write(
+                    md,
+                    "memory.limit_in_bytes",
+                    &limits.memory_bytes.to_string(),
+                )?;
                 write_optional(
                     md,
                     "memory.memsw.limit_in_bytes",
@@ -288,11 +292,11 @@ impl RunCgroup {
         fs::read_to_string(d.join("pids.events"))
             .ok()
             .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("max "))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(0)
+                s.lines()
+                    .find_map(|l| l.strip_prefix("max "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     /// Kills every process of the run: `cgroup.kill` on v2, else SIGKILL to each pid listed.
@@ -305,7 +309,7 @@ impl RunCgroup {
         for (_, _, d) in &self.dirs {
             if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
                 for pid in s.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    crate::sys_cell::kill(pid, libc::SIGKILL);
+                    crate::sys::cell::kill(pid, libc::SIGKILL);
                 }
             }
         }
@@ -356,7 +360,7 @@ impl RunCgroup {
     fn kill_all_in(&self, d: &Path) {
         if let Ok(s) = fs::read_to_string(d.join("cgroup.procs")) {
             for pid in s.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                crate::sys_cell::kill(pid, libc::SIGKILL);
+                crate::sys::cell::kill(pid, libc::SIGKILL);
             }
         }
     }

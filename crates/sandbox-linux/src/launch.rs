@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use skillcell_sandbox::{CellSpec, Mount, MountKind};
 
-use crate::sys_cell::{self as sys, resolve};
+use crate::sys::cell::{self as sys, resolve};
 
 /// A launch step that failed: which one, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,12 +236,22 @@ impl LinuxCell {
         .map_err(|e| StepError::io(step, format!("open {target}"), e))
     }
 
-    fn write_file(&self, step: &'static str, target: &str, contents: &str) -> Result<(), StepError> {
+    fn write_file(
+        &self,
+        step: &'static str,
+        target: &str,
+        contents: &str,
+    ) -> Result<(), StepError> {
         let (parent, name) = Self::split(step, target)?;
         let dir = self.ensure_dir(step, &parent)?;
         // The O_PATH parent cannot be used for openat with O_CREAT; reopen it as a directory.
-        let dir = sys::openat2(dir.as_raw_fd(), ".", libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64, 0)
-            .map_err(|e| StepError::io(step, format!("open {parent}"), e))?;
+        let dir = sys::openat2(
+            dir.as_raw_fd(),
+            ".",
+            libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64,
+            0,
+        )
+        .map_err(|e| StepError::io(step, format!("open {parent}"), e))?;
         let f = sys::create_file_at(dir.as_raw_fd(), &name, 0o444)
             .map_err(|e| StepError::io(step, format!("create {target}"), e))?;
         sys::write_all(f.as_raw_fd(), contents.as_bytes())
@@ -267,7 +277,8 @@ const MS_SAFE: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
 impl CellSys for LinuxCell {
     fn unshare_cgroup(&mut self) -> Result<(), StepError> {
-        sys::unshare(libc::CLONE_NEWCGROUP).map_err(|e| StepError::io("unshare", "cgroup namespace", e))
+        sys::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| StepError::io("unshare", "cgroup namespace", e))
     }
 
     fn make_mounts_private(&mut self) -> Result<(), StepError> {
@@ -283,9 +294,21 @@ impl CellSys for LinuxCell {
                     step: STEP,
                     message: format!("{} is not UTF-8", host.display()),
                 })?;
-                let fd = sys::openat2(libc::AT_FDCWD, host_s, libc::O_PATH as u64, resolve::NO_LINKS)
-                    .map_err(|e| StepError::io(STEP, format!("open {host_s} (it must exist and contain no symlink)"), e))?;
-                let mut attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+                let fd = sys::openat2(
+                    libc::AT_FDCWD,
+                    host_s,
+                    libc::O_PATH as u64,
+                    resolve::NO_LINKS,
+                )
+                .map_err(|e| {
+                    StepError::io(
+                        STEP,
+                        format!("open {host_s} (it must exist and contain no symlink)"),
+                        e,
+                    )
+                })?;
+                let mut attrs =
+                    sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
                 if !exec {
                     attrs |= sys::MOUNT_ATTR_NOEXEC;
                 }
@@ -310,22 +333,38 @@ impl CellSys for LinuxCell {
                 let fd = if rest.is_empty() {
                     base_fd
                 } else {
-                    sys::openat2(base_fd.as_raw_fd(), rest, libc::O_PATH as u64, resolve::BENEATH_NO_LINKS)
-                        .map_err(|e| StepError::io(STEP, format!("open {rest} beneath {base_s} (symlinks are refused)"), e))?
+                    sys::openat2(
+                        base_fd.as_raw_fd(),
+                        rest,
+                        libc::O_PATH as u64,
+                        resolve::BENEATH_NO_LINKS,
+                    )
+                    .map_err(|e| {
+                        StepError::io(
+                            STEP,
+                            format!("open {rest} beneath {base_s} (symlinks are refused)"),
+                            e,
+                        )
+                    })?
                 };
-                let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+                let mut attrs =
+                    sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
                 if !writable {
                     attrs |= sys::MOUNT_ATTR_RDONLY;
                 }
                 (fd, attrs, format!("{base_s}/{rest}"))
             }
-            MountKind::Tmpfs { .. } | MountKind::File { .. } | MountKind::Symlink { .. } | MountKind::Dir => {
+            MountKind::Tmpfs { .. }
+            | MountKind::File { .. }
+            | MountKind::Symlink { .. }
+            | MountKind::Dir => {
                 return Ok(());
             }
         };
         let is_dir = sys::is_dir(fd.as_raw_fd())
             .map_err(|e| StepError::io(STEP, format!("stat {what}"), e))?;
-        let tree = sys::clone_tree(fd.as_raw_fd()).map_err(|e| StepError::io(STEP, format!("clone {what}"), e))?;
+        let tree = sys::clone_tree(fd.as_raw_fd())
+            .map_err(|e| StepError::io(STEP, format!("clone {what}"), e))?;
         sys::set_mount_attrs(tree.as_raw_fd(), attrs, 0)
             .map_err(|e| StepError::io(STEP, format!("set flags on {what}"), e))?;
         self.captured.insert(index, Captured { tree, is_dir });
@@ -335,21 +374,42 @@ impl CellSys for LinuxCell {
     fn capture_devices(&mut self) -> Result<(), StepError> {
         for name in DEVICES {
             let path = format!("/dev/{name}");
-            let fd = sys::openat2(libc::AT_FDCWD, &path, libc::O_PATH as u64, resolve::NO_LINKS)
-                .map_err(|e| StepError::io("devices", format!("open {path}"), e))?;
-            let tree = sys::clone_tree(fd.as_raw_fd()).map_err(|e| StepError::io("devices", format!("clone {path}"), e))?;
-            sys::set_mount_attrs(tree.as_raw_fd(), sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC, 0)
-                .map_err(|e| StepError::io("devices", format!("set flags on {path}"), e))?;
+            let fd = sys::openat2(
+                libc::AT_FDCWD,
+                &path,
+                libc::O_PATH as u64,
+                resolve::NO_LINKS,
+            )
+            .map_err(|e| StepError::io("devices", format!("open {path}"), e))?;
+            let tree = sys::clone_tree(fd.as_raw_fd())
+                .map_err(|e| StepError::io("devices", format!("clone {path}"), e))?;
+            sys::set_mount_attrs(
+                tree.as_raw_fd(),
+                sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+                0,
+            )
+            .map_err(|e| StepError::io("devices", format!("set flags on {path}"), e))?;
             self.devices.push((name, tree));
         }
         Ok(())
     }
 
     fn mount_root(&mut self) -> Result<(), StepError> {
-        sys::mount(Some("tmpfs"), self.staging, Some("tmpfs"), MS_SAFE, Some("mode=0755,size=1m,nr_inodes=4096"))
-            .map_err(|e| StepError::io("root", "mount the root tmpfs", e))?;
-        let fd = sys::openat2(libc::AT_FDCWD, self.staging, libc::O_PATH as u64 | libc::O_DIRECTORY as u64, resolve::NO_LINKS)
-            .map_err(|e| StepError::io("root", "open the root", e))?;
+        sys::mount(
+            Some("tmpfs"),
+            self.staging,
+            Some("tmpfs"),
+            MS_SAFE,
+            Some("mode=0755,size=1m,nr_inodes=4096"),
+        )
+        .map_err(|e| StepError::io("root", "mount the root tmpfs", e))?;
+        let fd = sys::openat2(
+            libc::AT_FDCWD,
+            self.staging,
+            libc::O_PATH as u64 | libc::O_DIRECTORY as u64,
+            resolve::NO_LINKS,
+        )
+        .map_err(|e| StepError::io("root", "open the root", e))?;
         self.root = Some(fd);
         Ok(())
     }
@@ -382,8 +442,13 @@ impl CellSys for LinuxCell {
             MountKind::Symlink { link_target } => {
                 let (parent, name) = Self::split(STEP, target)?;
                 let dir = self.ensure_dir(STEP, &parent)?;
-                let dir = sys::openat2(dir.as_raw_fd(), ".", libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64, 0)
-                    .map_err(|e| StepError::io(STEP, format!("open {parent}"), e))?;
+                let dir = sys::openat2(
+                    dir.as_raw_fd(),
+                    ".",
+                    libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64,
+                    0,
+                )
+                .map_err(|e| StepError::io(STEP, format!("open {parent}"), e))?;
                 match sys::symlinkat(link_target, dir.as_raw_fd(), &name) {
                     Ok(()) => Ok(()),
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
@@ -401,8 +466,13 @@ impl CellSys for LinuxCell {
                 .map_err(|e| StepError::io("devices", format!("attach /dev/{name}"), e))?;
         }
         let dev = self.ensure_dir("devices", "/dev")?;
-        let dev = sys::openat2(dev.as_raw_fd(), ".", libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64, 0)
-            .map_err(|e| StepError::io("devices", "open /dev", e))?;
+        let dev = sys::openat2(
+            dev.as_raw_fd(),
+            ".",
+            libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64,
+            0,
+        )
+        .map_err(|e| StepError::io("devices", "open /dev", e))?;
         for (link, to) in [
             ("fd", "/proc/self/fd"),
             ("stdin", "/proc/self/fd/0"),
@@ -424,7 +494,11 @@ impl CellSys for LinuxCell {
             "/etc/passwd",
             &format!("skill:x:{uid}:{gid}:skill:{home}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
         )?;
-        self.write_file("etc", "/etc/group", &format!("skill:x:{gid}:\nnogroup:x:65534:\n"))?;
+        self.write_file(
+            "etc",
+            "/etc/group",
+            &format!("skill:x:{gid}:\nnogroup:x:65534:\n"),
+        )?;
         self.write_file(
             "etc",
             "/etc/hosts",
@@ -435,7 +509,13 @@ impl CellSys for LinuxCell {
     fn mount_proc(&mut self) -> Result<(), StepError> {
         let point = self.ensure_dir("proc", "/proc")?;
         // subset=pid: only process directories, no /proc/sys, kcore, kmsg or sysrq-trigger.
-        Self::mount_on("proc", "proc", &point, MS_SAFE | libc::MS_NOEXEC, "subset=pid")
+        Self::mount_on(
+            "proc",
+            "proc",
+            &point,
+            MS_SAFE | libc::MS_NOEXEC,
+            "subset=pid",
+        )
     }
 
     fn pivot_root(&mut self) -> Result<(), StepError> {
@@ -472,10 +552,12 @@ impl CellSys for LinuxCell {
 
     fn wire_stdio(&mut self) -> Result<(), StepError> {
         for (from, to) in [(fds::STDIN, 0), (fds::STDOUT, 1), (fds::STDERR, 2)] {
-            sys::dup2(from, to).map_err(|e| StepError::io("stdio", format!("dup2 {from} to {to}"), e))?;
+            sys::dup2(from, to)
+                .map_err(|e| StepError::io("stdio", format!("dup2 {from} to {to}"), e))?;
         }
         // Every descriptor but 0-2 and the report pipe goes; the report pipe closes at exec.
-        sys::close_from(fds::REPORT + 1).map_err(|e| StepError::io("stdio", "close descriptors", e))?;
+        sys::close_from(fds::REPORT + 1)
+            .map_err(|e| StepError::io("stdio", "close descriptors", e))?;
         sys::cloexec_from(fds::REPORT).map_err(|e| StepError::io("stdio", "close-on-exec", e))
     }
 
@@ -485,10 +567,20 @@ impl CellSys for LinuxCell {
         let table: [(libc::__rlimit_resource_t, &str, u64, u64); 6] = [
             // Soft limit sends SIGXCPU; the hard limit one second later kills for sure.
             (libc::RLIMIT_CPU, "RLIMIT_CPU", cpu_s, cpu_s + 1),
-            (libc::RLIMIT_DATA, "RLIMIT_DATA", l.memory_bytes, l.memory_bytes),
+            (
+                libc::RLIMIT_DATA,
+                "RLIMIT_DATA",
+                l.memory_bytes,
+                l.memory_bytes,
+            ),
             (libc::RLIMIT_NPROC, "RLIMIT_NPROC", l.pids, l.pids),
             (libc::RLIMIT_NOFILE, "RLIMIT_NOFILE", l.nofile, l.nofile),
-            (libc::RLIMIT_FSIZE, "RLIMIT_FSIZE", l.fsize_bytes, l.fsize_bytes),
+            (
+                libc::RLIMIT_FSIZE,
+                "RLIMIT_FSIZE",
+                l.fsize_bytes,
+                l.fsize_bytes,
+            ),
             (libc::RLIMIT_CORE, "RLIMIT_CORE", 0, 0),
         ];
         for (res, name, soft, hard) in table {
@@ -531,16 +623,22 @@ impl CellSys for LinuxCell {
     }
 
     fn exec(&mut self, spec: &CellSpec) -> StepError {
-        let to_c = |s: &str| CString::new(s).map_err(|_| StepError {
-            step: "exec",
-            message: format!("{s:?} contains NUL"),
-        });
+        let to_c = |s: &str| {
+            CString::new(s).map_err(|_| StepError {
+                step: "exec",
+                message: format!("{s:?} contains NUL"),
+            })
+        };
         let prepared = (|| -> Result<(CString, Vec<CString>, Vec<CString>), StepError> {
             let program = spec.argv.first().ok_or(StepError {
                 step: "exec",
                 message: "empty argv".into(),
             })?;
-            let argv = spec.argv.iter().map(|a| to_c(a)).collect::<Result<Vec<_>, _>>()?;
+            let argv = spec
+                .argv
+                .iter()
+                .map(|a| to_c(a))
+                .collect::<Result<Vec<_>, _>>()?;
             let env = spec
                 .env
                 .iter()
@@ -676,7 +774,9 @@ mod tests {
                 },
                 Mount {
                     target: "/tmp".into(),
-                    kind: MountKind::Tmpfs { size_bytes: 1 << 20 },
+                    kind: MountKind::Tmpfs {
+                        size_bytes: 1 << 20,
+                    },
                 },
             ],
             exec: vec!["/usr/bin/python3".into()],
@@ -742,7 +842,13 @@ mod tests {
 
     #[test]
     fn a_failed_layer_stops_the_launch_before_exec() {
-        for layer in ["landlock", "seccomp", "drop_caps", "no_new_privs", "rlimits"] {
+        for layer in [
+            "landlock",
+            "seccomp",
+            "drop_caps",
+            "no_new_privs",
+            "rlimits",
+        ] {
             let mut r = Recorder {
                 fail_at: Some(layer),
                 ..Recorder::default()
@@ -759,7 +865,10 @@ mod tests {
             fail_at: Some("pivot_root"),
             ..Recorder::default()
         };
-        assert_eq!(build_cell(&mut r, &spec()).expect_err("fails").step, "pivot_root");
+        assert_eq!(
+            build_cell(&mut r, &spec()).expect_err("fails").step,
+            "pivot_root"
+        );
         assert_eq!(r.calls.last().map(String::as_str), Some("pivot_root"));
     }
 }

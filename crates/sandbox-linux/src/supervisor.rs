@@ -20,7 +20,7 @@ use skillcell_sandbox::{
 use crate::cgroup::{CgroupError, RunCgroup};
 use crate::launch::{self, LinuxCell, fds};
 use crate::seccomp;
-use crate::sys_cell::{self as sys, ChildStatus, Forked};
+use crate::sys::cell::{self as sys, ChildStatus, Forked};
 
 /// Why a cell could not be prepared or run. Nothing of the skill ran.
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +107,7 @@ impl PreparedCell {
         // Born in the v2 cgroup when there is one (no migration: a v2 migration waits for an
         // RCU grace period), else cloned and moved.
         let unified = match cgroup.unified() {
-            Some(d) => Some(
-                std::fs::File::open(d).map_err(io_step("open the run's cgroup"))?,
-            ),
+            Some(d) => Some(std::fs::File::open(d).map_err(io_step("open the run's cgroup"))?),
             None => None,
         };
         // The init joins the other (v1) cgroups itself, first thing: a migration waits for an
@@ -120,11 +118,17 @@ impl PreparedCell {
                 Ok((f, pidfd)) => (f, pidfd),
                 Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
                     join = cgroup.procs_files(false);
-                    (sys::clone_into_namespaces(NAMESPACES).map_err(unavailable)?, None)
+                    (
+                        sys::clone_into_namespaces(NAMESPACES).map_err(unavailable)?,
+                        None,
+                    )
                 }
                 Err(e) => return Err(unavailable(e)),
             },
-            None => (sys::clone_into_namespaces(NAMESPACES).map_err(unavailable)?, None),
+            None => (
+                sys::clone_into_namespaces(NAMESPACES).map_err(unavailable)?,
+                None,
+            ),
         };
         drop(unified);
         match forked {
@@ -259,8 +263,22 @@ impl PreparedCell {
             };
             let mut pfds = vec![
                 pollfd(self.pidfd.as_raw_fd(), libc::POLLIN),
-                pollfd(if stdout.eof { -1 } else { self.stdout_r.as_raw_fd() }, libc::POLLIN),
-                pollfd(if stderr.eof { -1 } else { self.stderr_r.as_raw_fd() }, libc::POLLIN),
+                pollfd(
+                    if stdout.eof {
+                        -1
+                    } else {
+                        self.stdout_r.as_raw_fd()
+                    },
+                    libc::POLLIN,
+                ),
+                pollfd(
+                    if stderr.eof {
+                        -1
+                    } else {
+                        self.stderr_r.as_raw_fd()
+                    },
+                    libc::POLLIN,
+                ),
                 pollfd(self.report_r.as_raw_fd(), libc::POLLIN),
                 pollfd(
                     self.stdin_w.as_ref().map_or(-1, |w| w.as_raw_fd()),
@@ -307,7 +325,15 @@ impl PreparedCell {
         let _ = out.flush();
         let _ = err.flush();
         let wall_ms = started.elapsed().as_millis() as u64;
-        Ok(self.finish(spec, &report, init_status, killed_for, stdout, stderr, wall_ms))
+        Ok(self.finish(
+            spec,
+            &report,
+            init_status,
+            killed_for,
+            stdout,
+            stderr,
+            wall_ms,
+        ))
     }
 
     fn kill(&self) {
@@ -317,7 +343,10 @@ impl PreparedCell {
         }
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one call site; the pieces of one report")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site; the pieces of one report"
+    )]
     fn finish(
         &mut self,
         spec: &CellSpec,
@@ -409,7 +438,10 @@ impl PreparedCell {
         if oom > 0 && limit_hit != Some(LimitHit::Memory) {
             deny(
                 "memory_limit",
-                format!("{oom} process(es) killed at the memory limit ({} bytes)", limits.memory_bytes),
+                format!(
+                    "{oom} process(es) killed at the memory limit ({} bytes)",
+                    limits.memory_bytes
+                ),
                 "skillcell.limits: memory=<more>".into(),
             );
         }
@@ -503,7 +535,6 @@ fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
         revents: 0,
     }
 }
-
 
 /// One output stream: passes through up to `cap` bytes, then reads and drops the rest so
 /// the cell never blocks on a full pipe.
@@ -643,7 +674,9 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
     }
     let mut skill_status = None;
     loop {
-        let Ok(sig) = sys::wait_signal() else { continue };
+        let Ok(sig) = sys::wait_signal() else {
+            continue;
+        };
         if sig != libc::SIGCHLD {
             sys::kill(skill, sig);
             continue;

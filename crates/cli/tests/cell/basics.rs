@@ -13,7 +13,10 @@ fn a_tool_skill_reads_json_on_stdin_and_its_exit_code_comes_back() {
     );
     let r = lab.run(&["echo-tool", "--input", r#"{"n":[1,2,3]}"#]);
     assert_eq!(r.code, 7, "{r:?}");
-    assert_eq!(r.json["stdout"].as_str().map(str::trim), Some(r#"{"sum": 6}"#));
+    assert_eq!(
+        r.json["stdout"].as_str().map(str::trim),
+        Some(r#"{"sum": 6}"#)
+    );
     assert_eq!(r.outcome(), ("exited", 7));
     let rec = lab.last_run_record("echo-tool");
     assert_eq!(rec["decision"], "allow");
@@ -24,7 +27,15 @@ fn a_tool_skill_reads_json_on_stdin_and_its_exit_code_comes_back() {
         .iter()
         .filter_map(|l| l["name"].as_str())
         .collect();
-    for want in ["namespaces", "filesystem", "landlock", "seccomp", "capabilities", "rlimits", "cgroup"] {
+    for want in [
+        "namespaces",
+        "filesystem",
+        "landlock",
+        "seccomp",
+        "capabilities",
+        "rlimits",
+        "cgroup",
+    ] {
         assert!(layers.contains(&want), "{want} missing from {layers:?}");
     }
 }
@@ -41,10 +52,18 @@ fn script_skills_get_arguments_and_each_runtime_runs() {
             ("c.bash", "echo bash \"${@}\"\n"),
         ],
     );
-    for (script, want) in [("a.py", "py x y"), ("b.sh", "sh x y"), ("c.bash", "bash x y")] {
+    for (script, want) in [
+        ("a.py", "py x y"),
+        ("b.sh", "sh x y"),
+        ("c.bash", "bash x y"),
+    ] {
         let r = lab.run(&["multi", script, "--", "x", "y"]);
         assert_eq!(r.code, 0, "{script}: {r:?}");
-        assert_eq!(r.json["stdout"].as_str().map(str::trim), Some(want), "{script}");
+        assert_eq!(
+            r.json["stdout"].as_str().map(str::trim),
+            Some(want),
+            "{script}"
+        );
     }
 }
 
@@ -67,5 +86,9 @@ fn the_skill_process_has_no_capabilities_no_new_privs_and_a_filter() {
     let nspid = p.status("NSpid");
     assert_eq!(nspid.split_whitespace().last(), Some("2"), "{nspid}");
     let out = p.finish();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -101,7 +101,10 @@ impl Lab {
             fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             fs::write(p, body).expect("write");
         }
-        let out = self.cmd(&["install", dir.to_str().expect("utf8")]).output().expect("install");
+        let out = self
+            .cmd(&["install", dir.to_str().expect("utf8")])
+            .output()
+            .expect("install");
         assert!(
             out.status.success(),
             "install {name} failed: {}{}",
@@ -260,7 +263,10 @@ impl Probe {
         fs::read_to_string(self.proc("status"))
             .expect("status")
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_owned()))
+            .find_map(|l| {
+                l.strip_prefix(&format!("{field}:"))
+                    .map(|v| v.trim().to_owned())
+            })
             .unwrap_or_else(|| panic!("no {field} in status"))
     }
 }
@@ -280,7 +286,11 @@ pub fn find_pid(token: &str, supervisor: u32) -> Option<u32> {
             }
             let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let is_skillcell = fs::read_link(format!("/proc/{pid}/exe")).ok() == Some(bin.clone());
-            if !is_skillcell && String::from_utf8_lossy(&cmd).split('\0').any(|a| a == token) {
+            if !is_skillcell
+                && String::from_utf8_lossy(&cmd)
+                    .split('\0')
+                    .any(|a| a == token)
+            {
                 return Some(pid);
             }
         }

@@ -4,6 +4,8 @@
     reason = "the one place where skillcell calls the kernel directly"
 )]
 
+pub mod cell;
+
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

@@ -1,9 +1,5 @@
-//! Raw syscalls of the cell launch. Part of the `sys` boundary: every `unsafe` block of the
-//! workspace is here or in `sys.rs`, each with a `// SAFETY:` comment.
-#![allow(
-    unsafe_code,
-    reason = "the one place where skillcell calls the kernel directly"
-)]
+//! Raw syscalls of the cell launch: clone, mounts, pivot_root, capabilities, rlimits, the
+//! supervisor's pipes and waits.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -102,7 +98,10 @@ pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<Forked> {
 
 /// As [`clone_into_namespaces`], with clone3(2): the child is born in the cgroup `cgroup` (an
 /// open cgroup v2 directory), and its pidfd is returned. `Err(ENOSYS)` on kernels before 5.7.
-pub fn clone3_into_cgroup(flags: libc::c_int, cgroup: RawFd) -> io::Result<(Forked, Option<OwnedFd>)> {
+pub fn clone3_into_cgroup(
+    flags: libc::c_int,
+    cgroup: RawFd,
+) -> io::Result<(Forked, Option<OwnedFd>)> {
     if thread_count()? != 1 {
         return Err(io::Error::other(
             "the cell must be started from a single-threaded process",
@@ -152,7 +151,10 @@ pub fn clone3_into_cgroup(flags: libc::c_int, cgroup: RawFd) -> io::Result<(Fork
     match cvt(r)? {
         0 => Ok((Forked::Child, None)),
         // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor owned by nobody else.
-        pid => Ok((Forked::Parent(pid as i32), Some(unsafe { OwnedFd::from_raw_fd(pidfd) }))),
+        pid => Ok((
+            Forked::Parent(pid as i32),
+            Some(unsafe { OwnedFd::from_raw_fd(pidfd) }),
+        )),
     }
 }
 
@@ -195,13 +197,7 @@ pub fn set_non_dumpable() -> io::Result<()> {
     Ok(())
 }
 
-/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: execve can never grant privileges (setuid bits, file
-/// capabilities) to this process or its children.
-pub fn set_no_new_privs() -> io::Result<()> {
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers by value and touches no memory.
-    cvt_i(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0, 0, 0) })?;
-    Ok(())
-}
+pub use super::set_no_new_privs;
 
 /// Empties the bounding and ambient capability sets, then the effective, permitted and
 /// inheritable sets.
@@ -490,7 +486,8 @@ pub fn set_hostname(name: &str) -> io::Result<()> {
 /// Brings the loopback interface of the current network namespace up.
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: socket takes integers by value; the descriptor is wrapped right away.
-    let sock = cvt_i(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let sock =
+        cvt_i(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: the descriptor is new and owned by nobody else.
     let sock = unsafe { OwnedFd::from_raw_fd(sock) };
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
@@ -546,7 +543,14 @@ pub fn close_from(first: RawFd) -> io::Result<()> {
     // SAFETY: close_range takes integers by value. Descriptors owned by Rust objects in this
     // (forked) process are not used again afterwards: the caller only calls this right before
     // exec or when it owns every live descriptor it still needs below `first`.
-    cvt(unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) })?;
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    })?;
     Ok(())
 }
 
@@ -570,7 +574,11 @@ pub fn block_all_signals() -> io::Result<()> {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
-        cvt_i(libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()))?;
+        cvt_i(libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &set,
+            std::ptr::null_mut(),
+        ))?;
     }
     Ok(())
 }
@@ -592,7 +600,11 @@ pub fn reset_signals() -> io::Result<()> {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        cvt_i(libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()))?;
+        cvt_i(libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &set,
+            std::ptr::null_mut(),
+        ))?;
     }
     Ok(())
 }
