@@ -159,10 +159,10 @@ pub fn plan(
         return Err(PlanError::Wasm);
     }
     let interpreter: Interpreter = runtimes::discover(runtime, cache_dir)?;
-    let mut system_lists: Vec<Vec<Mount>> = vec![interpreter.mounts.clone()];
+    let mut system_lists: Vec<Vec<Mount>> = vec![interpreter.mounts.clone(), merged_usr_links()];
     let mut exec = interpreter.exec.clone();
     for e in &contract.exec {
-        let p = runtimes::resolve_executable(e)?;
+        let p = runtimes::resolve_executable(e, cache_dir)?;
         system_lists.push(p.mounts);
         exec.extend(p.exec);
     }
@@ -239,6 +239,25 @@ pub fn plan(
         limits: cell_limits(&contract.limits),
     };
     Ok((spec, runtime, script))
+}
+
+/// The host's top-level symlinks of a merged `/usr` (`/bin` → `usr/bin`…), so that paths
+/// compiled into programs (`/bin/sh` in `os.system`) name the files the cell binds.
+fn merged_usr_links() -> Vec<Mount> {
+    ["/bin", "/sbin", "/lib", "/lib64"]
+        .into_iter()
+        .filter_map(|p| {
+            let meta = fs::symlink_metadata(p).ok()?;
+            if !meta.file_type().is_symlink() {
+                return None;
+            }
+            let link_target = fs::read_link(p).ok()?.to_str()?.to_owned();
+            Some(Mount {
+                target: p.to_owned(),
+                kind: MountKind::Symlink { link_target },
+            })
+        })
+        .collect()
 }
 
 fn cell_limits(l: &Limits) -> CellLimits {

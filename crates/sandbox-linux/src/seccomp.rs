@@ -355,12 +355,16 @@ mod x86_64 {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWTIME) as u32;
 
-    /// The socket families a cell may use: local sockets, IPv4, IPv6.
-    const ALLOWED_FAMILIES: &[u32] = &[
-        libc::AF_UNIX as u32,
-        libc::AF_INET as u32,
-        libc::AF_INET6 as u32,
-    ];
+    /// The families `socket` may create: IPv4 and IPv6 (Landlock and the network namespace
+    /// decide where they may go). No AF_UNIX: connecting to a pathname socket is not a
+    /// filesystem right before Landlock ABI 9, so a read-only grant of a directory holding a
+    /// service's socket (docker.sock, an agent, git's fsmonitor) would open that service to
+    /// the skill.
+    const SOCKET_FAMILIES: &[u32] = &[libc::AF_INET as u32, libc::AF_INET6 as u32];
+
+    /// The families `socketpair` may create: AF_UNIX only (pairs connect nothing outside
+    /// the process; Python's asyncio and multiprocessing use them).
+    const SOCKETPAIR_FAMILIES: &[u32] = &[libc::AF_UNIX as u32];
 
     /// `personality(0xffffffff)` only reads the current persona.
     const PERSONALITY_QUERY: u32 = 0xffff_ffff;
@@ -396,9 +400,13 @@ mod x86_64 {
         arg: 0,
         mask: NAMESPACE_FLAGS,
     };
-    const OTHER_FAMILY: ArgMatch = ArgMatch::NoneOf {
+    const OTHER_SOCKET_FAMILY: ArgMatch = ArgMatch::NoneOf {
         arg: 0,
-        values: ALLOWED_FAMILIES,
+        values: SOCKET_FAMILIES,
+    };
+    const OTHER_SOCKETPAIR_FAMILY: ArgMatch = ArgMatch::NoneOf {
+        arg: 0,
+        values: SOCKETPAIR_FAMILIES,
     };
 
     pub(super) static RULES: &[DenyRule] = &[
@@ -519,6 +527,11 @@ mod x86_64 {
             SYS_io_uring_register,
             Eperm,
             "io_uring (see io_uring_setup)"
+        ),
+        deny!(
+            SYS_memfd_create,
+            Enosys,
+            "a memfd lives on the kernel's internal shmem mount, which is neither noexec nor under Landlock's EXECUTE right: an ELF written into one could be executed (fexecve, /proc/self/fd) or mapped by the dynamic loader, bypassing the exec allowlist; ENOSYS lets libraries fall back"
         ),
         deny!(
             SYS_userfaultfd,
@@ -645,14 +658,14 @@ mod x86_64 {
         deny!(
             SYS_socket,
             Eafnosupport,
-            OTHER_FAMILY,
-            "families other than AF_UNIX, AF_INET and AF_INET6 (netlink, packet, vsock, bluetooth, ...) reach kernel interfaces the network policy does not cover"
+            OTHER_SOCKET_FAMILY,
+            "families other than AF_INET and AF_INET6: netlink, packet, vsock, bluetooth... reach kernel interfaces the network policy does not cover, and AF_UNIX could connect to host services whose sockets sit in a granted directory"
         ),
         deny!(
             SYS_socketpair,
             Eafnosupport,
-            OTHER_FAMILY,
-            "socket pairs of those families (see socket)"
+            OTHER_SOCKETPAIR_FAMILY,
+            "socket pairs of any family but AF_UNIX (see socket)"
         ),
     ];
 
@@ -1004,6 +1017,7 @@ mod tests {
         "io_uring_enter",
         "io_uring_register",
         "userfaultfd",
+        "memfd_create",
         "bpf",
         "perf_event_open",
         "keyctl",
@@ -1167,9 +1181,21 @@ mod tests {
     }
 
     #[test]
-    fn sockets_only_of_unix_inet_and_inet6() {
-        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
-            for family in [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6] {
+    fn sockets_only_of_inet_and_inet6_pairs_only_of_unix() {
+        for (nr, allowed, denied) in [
+            (
+                libc::SYS_socket,
+                &[libc::AF_INET, libc::AF_INET6][..],
+                libc::AF_UNIX,
+            ),
+            (libc::SYS_socketpair, &[libc::AF_UNIX][..], libc::AF_INET),
+        ] {
+            assert_eq!(
+                answer(nr, [denied as u64, 1, 0, 0, 0, 0]),
+                errno(libc::EAFNOSUPPORT),
+                "{nr} {denied}"
+            );
+            for &family in allowed {
                 let family = family as u64;
                 assert_eq!(answer(nr, [family, 1, 0, 0, 0, 0]), ALLOW);
                 // The kernel reads an int; high bits change nothing.
@@ -1416,7 +1442,7 @@ mod tests {
             s.rules, s.syscalls
         )));
         assert!(
-            line.contains("ENOSYS 1, EAFNOSUPPORT 2); kill on 32-bit and x32 entry; 4 programs")
+            line.contains("ENOSYS 2, EAFNOSUPPORT 2); kill on 32-bit and x32 entry; 4 programs")
         );
     }
 }

@@ -592,6 +592,8 @@ impl Stream {
 fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathBuf]) -> ! {
     // If the supervisor dies, so does the init, and with it every process of the namespace.
     let _ = sys::set_parent_death_signal(libc::SIGKILL);
+    // Out of the caller's session: the init never has the caller's terminal either.
+    let _ = sys::setsid();
     // The init shares the supervisor's memory image: wipe the caller's command line and
     // environment so the skill cannot read them from /proc/1/cmdline.
     if sys::scrub_args_and_env().is_err() {

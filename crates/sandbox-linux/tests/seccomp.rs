@@ -153,14 +153,14 @@ const CASES: &[Case] = &[
         needs: "IPv6",
     },
     Case {
-        what: "socket(AF_UNIX) works",
+        what: "socket(AF_UNIX) is denied (a pathname socket in a granted directory would be reachable)",
         probe: Probe::Socket {
             family: libc::AF_UNIX,
             kind: libc::SOCK_STREAM,
             protocol: 0,
         },
         without: &[OK],
-        with: OK,
+        with: Exited(libc::EAFNOSUPPORT),
         needs: "nothing special",
     },
     Case {
