@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let i = runtimes::discover(Runtime::Python3, &cache)?;
         (i.program, i.mounts, i.exec)
     } else {
-        let p = runtimes::resolve_executable(&Executable::Path(args.remove(0)))?;
+        let p = runtimes::resolve_executable(&Executable::Path(args.remove(0)), &cache)?;
         (p.program, p.mounts, p.exec)
     };
     mounts.push(Mount {

@@ -39,11 +39,13 @@
 //! operator installed, or approved by naming them in a contract. `PT_INTERP` is read from the
 //! ELF program headers directly (a few lines, no dependency).
 //!
-//! Discovery runs programs (Python: itself, then `ldd` on its extension modules) and takes
-//! about half a second, so [`discover`] caches its result in `<cache dir>/runtimes.json`, keyed
-//! by the runtime, the program found and the environment it was asked in, and checked against
-//! the (device, inode, size, mtime) of every path it binds. A stale or unreadable entry is
-//! ignored and rewritten (temp file + rename); a warm call costs a few stats.
+//! Discovery runs programs (Python: itself, then `ldd` on its extension modules; a declared
+//! executable: `ldd`) and takes from a few milliseconds to half a second, so [`discover`] and
+//! [`resolve_executable`] cache their results in `<cache dir>/runtimes.json`, keyed by what
+//! was asked (the runtime and the environment it was asked in, or the declared executable) and
+//! the program found for it, and checked against the (device, inode, size, mtime) of every path
+//! bound. A stale or unreadable entry is ignored and rewritten (temp file + rename); a warm
+//! call costs a few stats and starts no process.
 //!
 //! This module refuses: the caller's `PATH` for declared executables (a fixed
 //! [`FIXED_PATH`] is searched), relative `PATH` entries, non-UTF-8 paths (cell specs name paths
@@ -56,9 +58,9 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -70,7 +72,8 @@ use skillcell_types::{Executable, Runtime};
 pub const FIXED_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Environment variable with which the operator names the Python interpreter to use.
 pub const PYTHON_ENV: &str = "SKILLCELL_PYTHON";
-/// The cache file, inside the cache directory given to [`discover`].
+/// The cache file, inside the cache directory given to [`discover`] and
+/// [`resolve_executable`].
 pub const CACHE_FILE: &str = "runtimes.json";
 
 const LD_SO_CACHE: &str = "/etc/ld.so.cache";
@@ -81,13 +84,20 @@ const PROBE_ENV_NAMES: [&str; 2] = ["PATH", "HOME"];
 const PROBE_ENV_PREFIXES: [&str; 5] = ["PYENV_", "NODENV_", "ASDF_", "VOLTA_", "MISE_"];
 /// How long a probe (an interpreter or `ldd`) may run.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a probe's output may stay open after it exited (held by a process it started).
+const OUTPUT_GRACE: Duration = Duration::from_secs(5);
+/// How often a probe whose output is still open is checked for having exited; its end of file
+/// ends the wait at once, this only bounds how late a stuck pipe is noticed.
+const EXIT_CHECK: Duration = Duration::from_millis(100);
 /// Output kept of a probe, per stream.
 const PROBE_OUTPUT_CAP: u64 = 4 << 20;
 /// The cache file is ignored beyond this size.
 const CACHE_CAP: u64 = 8 << 20;
-/// Entries kept in the cache file; the oldest go first.
-const CACHE_ENTRIES: usize = 32;
-const CACHE_FORMAT: u32 = 1;
+/// Entries kept in the cache file (interpreters and declared executables); the oldest go
+/// first.
+const CACHE_ENTRIES: usize = 64;
+/// 2: entries are keyed by a runtime or a declared executable.
+const CACHE_FORMAT: u32 = 2;
 /// Symbolic links followed resolving one path (the kernel's limit).
 const MAX_SYMLINKS: u32 = 40;
 /// `#!` interpreters nested in a declared executable (the kernel allows 4).
@@ -95,7 +105,7 @@ const MAX_SHEBANG_DEPTH: u32 = 4;
 /// Objects given to one `ldd` run.
 const LDD_BATCH: usize = 128;
 
-/// Asks Python where it lives and what is its: `sys.executable`, the version, and the
+/// Asks Python where it lives and what it is: `sys.executable`, the version, and the
 /// directories of its standard library and install scheme (run with `-I -S`, so `sys.path`
 /// holds only the interpreter's own entries).
 const PYTHON_PROBE: &str = "import sys, sysconfig, json
@@ -184,11 +194,13 @@ pub fn discover(runtime: Runtime, cache_dir: &Path) -> Result<Interpreter, Runti
     discover_with(runtime, cache_dir, &HostEnv::from_process())
 }
 
-/// Resolves an executable a contract declares. A path must name a regular file with an execute
-/// bit; a name is searched on [`FIXED_PATH`] only. ELF binaries and `#!` scripts are accepted
-/// (for a script, its interpreter chain is bound and executable too; an interpreter that needs
-/// more than its binary and libraries, such as Python's standard library, gets only those).
-pub fn resolve_executable(exe: &Executable) -> Result<HostProgram, RuntimeError> {
+/// Resolves an executable a contract declares, using the cache in `cache_dir` (created if
+/// missing) like [`discover`]. A path must name a regular file with an execute bit; a name is
+/// searched on [`FIXED_PATH`] only (both checked on every call, a few stats). ELF binaries and
+/// `#!` scripts are accepted (for a script, its interpreter chain is bound and executable too;
+/// an interpreter that needs more than its binary and libraries, such as Python's standard
+/// library, gets only those).
+pub fn resolve_executable(exe: &Executable, cache_dir: &Path) -> Result<HostProgram, RuntimeError> {
     let found = match exe {
         Executable::Path(p) => {
             let path = PathBuf::from(p);
@@ -203,14 +215,25 @@ pub fn resolve_executable(exe: &Executable) -> Result<HostProgram, RuntimeError>
         }
         Executable::Name(name) => find_fixed(name)?,
     };
+    let key = CacheKey::Executable {
+        requested: exe.clone(),
+        found: found.clone(),
+    };
+    let cache_path = cache_dir.join(CACHE_FILE);
+    if let Some(hit) = cache_lookup(&cache_path, &key) {
+        return Ok(hit.into_host_program());
+    }
     let mut plan = Plan::default();
     let program = plan.program(&found, MAX_SHEBANG_DEPTH)?;
     let (mounts, exec) = plan.finish()?;
-    Ok(HostProgram {
+    let entry = Entry {
         program,
+        version: String::new(),
         mounts,
         exec,
-    })
+    };
+    cache_store(cache_dir, &cache_path, key, &entry, vec![found])?;
+    Ok(entry.into_host_program())
 }
 
 /// Merges mount lists produced by this module (an interpreter's and declared executables') into
@@ -257,7 +280,7 @@ impl HostEnv {
         probe.sort();
         Self {
             path: std::env::var_os("PATH"),
-            python: std::env::var_os(PYTHON_ENV),
+            python: std::env::var_os(PYTHON_ENV).filter(|v| !v.is_empty()),
             probe,
         }
     }
@@ -270,7 +293,7 @@ fn discover_with(
 ) -> Result<Interpreter, RuntimeError> {
     let found = locate(runtime, env)?;
     let probed = matches!(runtime, Runtime::Python3 | Runtime::Node);
-    let key = CacheKey {
+    let key = CacheKey::Runtime {
         runtime,
         found: found.clone(),
         env: if probed {
@@ -289,9 +312,9 @@ fn discover_with(
     };
     let cache_path = cache_dir.join(CACHE_FILE);
     if let Some(hit) = cache_lookup(&cache_path, &key) {
-        return Ok(hit);
+        return Ok(hit.into_interpreter(runtime));
     }
-    let interpreter = inspect(runtime, &found, env)?;
+    let entry = inspect(runtime, &found, env)?;
     let mut watched: Vec<PathBuf> = vec![found.clone()];
     if probed && !is_elf(&found) {
         // A shim picks a version from files we cannot list in general; these are pyenv's
@@ -301,8 +324,8 @@ fn discover_with(
         }
         watched.push(PathBuf::from("/.python-version"));
     }
-    cache_store(cache_dir, &cache_path, key, &interpreter, watched)?;
-    Ok(interpreter)
+    cache_store(cache_dir, &cache_path, key, &entry, watched)?;
+    Ok(entry.into_interpreter(runtime))
 }
 
 /// The program a runtime starts from, before any probing: cheap, done on every call.
@@ -362,7 +385,7 @@ fn locate(runtime: Runtime, env: &HostEnv) -> Result<PathBuf, RuntimeError> {
 }
 
 /// The slow part: probe the program, resolve it, list its libraries.
-fn inspect(runtime: Runtime, found: &Path, env: &HostEnv) -> Result<Interpreter, RuntimeError> {
+fn inspect(runtime: Runtime, found: &Path, env: &HostEnv) -> Result<Entry, RuntimeError> {
     let mut plan = Plan::default();
     let (program, version) = match runtime {
         Runtime::Python3 => {
@@ -419,8 +442,7 @@ fn inspect(runtime: Runtime, found: &Path, env: &HostEnv) -> Result<Interpreter,
         Runtime::Wasm => return Err(RuntimeError::NoHostInterpreter { runtime }),
     };
     let (mounts, exec) = plan.finish()?;
-    Ok(Interpreter {
-        runtime,
+    Ok(Entry {
         program,
         version,
         mounts,
@@ -517,12 +539,24 @@ struct Finished {
 /// Runs a command with no stdin, capturing (capped) stdout and stderr, killing it after
 /// [`PROBE_TIMEOUT`].
 fn run_bounded(cmd: &mut Command) -> Result<Finished, String> {
+    run_within(cmd, PROBE_TIMEOUT, OUTPUT_GRACE)
+}
+
+/// [`run_bounded`] with the time-out and the grace for output held open after the exit.
+///
+/// Two threads read the streams to their end; the kernel closes a process's files as it exits,
+/// so their end of file is what wakes this thread (no polling), and the child is reaped right
+/// after. A child still running after it closed both streams is waited for until the deadline.
+/// A process the child started that keeps a stream open after the child exited gets `grace`,
+/// counted from when the exit is noticed (checked every [`EXIT_CHECK`]).
+fn run_within(cmd: &mut Command, timeout: Duration, grace: Duration) -> Result<Finished, String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start it: {e}"))?;
+    let deadline = Instant::now() + timeout;
     let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
     for (is_out, stream) in [
         (
@@ -551,41 +585,77 @@ fn run_bounded(cmd: &mut Command) -> Result<Finished, String> {
         });
     }
     drop(tx);
-    let deadline = Instant::now() + PROBE_TIMEOUT;
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
+    let (mut stdout, mut stderr) = (None, None);
+    // Set when the child is seen to have exited while a stream is still open.
+    let mut exited: Option<(ExitStatus, Instant)> = None;
+    while stdout.is_none() || stderr.is_none() {
+        let until = exited.map_or(deadline, |(_, at)| at + grace);
+        let now = Instant::now();
+        if now >= until {
+            if exited.is_some() {
+                return Err("a process it started still holds its output open".into());
+            }
+            return Err(kill_late(&mut child, timeout));
+        }
+        match rx.recv_timeout((until - now).min(EXIT_CHECK)) {
+            Ok((true, bytes)) => stdout = Some(bytes),
+            Ok((false, bytes)) => stderr = Some(bytes),
+            Err(RecvTimeoutError::Timeout) => {
+                if exited.is_none()
+                    && let Some(status) = child
+                        .try_wait()
+                        .map_err(|e| format!("cannot wait for it: {e}"))?
+                {
+                    exited = Some((status, Instant::now()));
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // Each reader sends before it ends; only a panic could get here.
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "it did not finish within {} s and was killed",
-                    PROBE_TIMEOUT.as_secs()
-                ));
+                return Err("reading its output failed".into());
             }
+        }
+    }
+    let status = match exited {
+        Some((status, _)) => status,
+        None => reap(&mut child, deadline, timeout)?,
+    };
+    Ok(Finished {
+        success: status.success(),
+        status: status.to_string(),
+        stdout: stdout.unwrap_or_default(),
+        stderr: stderr.unwrap_or_default(),
+    })
+}
+
+/// Waits for a child that closed its output, which it normally does by exiting: the kernel
+/// closes an exiting process's files a few microseconds before the process can be waited for,
+/// so the first or second look finds it. One that keeps running is looked at less and less
+/// often (at most every 10 ms) and killed at `deadline`, `timeout` after it started.
+fn reap(child: &mut Child, deadline: Instant, timeout: Duration) -> Result<ExitStatus, String> {
+    let mut pause = Duration::from_micros(20);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => return Err(kill_late(child, timeout)),
             Ok(None) => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(10));
             }
             Err(e) => return Err(format!("cannot wait for it: {e}")),
         }
-    };
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    for _ in 0..2 {
-        // A descendant that keeps the pipe open must not hang discovery.
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok((true, b)) => stdout = b,
-            Ok((false, b)) => stderr = b,
-            Err(_) => return Err("a process it started still holds its output open".into()),
-        }
     }
-    Ok(Finished {
-        success: status.success(),
-        status: status.to_string(),
-        stdout,
-        stderr,
-    })
+}
+
+/// Kills and reaps a child that ran past its `timeout`, and says so.
+fn kill_late(child: &mut Child, timeout: Duration) -> String {
+    let _ = child.kill();
+    let _ = child.wait();
+    format!(
+        "it did not finish within {} s and was killed",
+        timeout.as_secs()
+    )
 }
 
 /// `name` on the absolute entries of `path`, then on [`FIXED_PATH`].
@@ -1192,14 +1262,55 @@ fn parse_ldd(
     Ok(out)
 }
 
-/// Identity of a cache entry: what was asked, not what was found.
+/// Identity of a cache entry: what was asked, and the program found for it before resolution
+/// (looked up again on every call, so a program that appears earlier on the path is noticed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct CacheKey {
-    runtime: Runtime,
-    /// The program found on the path (or named by `SKILLCELL_PYTHON`), before resolution.
-    found: PathBuf,
-    /// The variables a probed interpreter was run with.
-    env: Vec<(String, String)>,
+#[serde(rename_all = "snake_case")]
+enum CacheKey {
+    /// An interpreter, asked of [`discover`].
+    Runtime {
+        runtime: Runtime,
+        /// The program found on the path (or named by `SKILLCELL_PYTHON`).
+        found: PathBuf,
+        /// The variables a probed interpreter was run with.
+        env: Vec<(String, String)>,
+    },
+    /// A declared executable, asked of [`resolve_executable`].
+    Executable {
+        requested: Executable,
+        /// The path named, or the program found on [`FIXED_PATH`].
+        found: PathBuf,
+    },
+}
+
+/// What discovery found, cached or not: an [`Interpreter`] or a [`HostProgram`] (whose
+/// `version` is empty).
+#[derive(Debug)]
+struct Entry {
+    program: PathBuf,
+    version: String,
+    mounts: Vec<Mount>,
+    exec: Vec<String>,
+}
+
+impl Entry {
+    fn into_interpreter(self, runtime: Runtime) -> Interpreter {
+        Interpreter {
+            runtime,
+            program: self.program,
+            version: self.version,
+            mounts: self.mounts,
+            exec: self.exec,
+        }
+    }
+
+    fn into_host_program(self) -> HostProgram {
+        HostProgram {
+            program: self.program,
+            mounts: self.mounts,
+            exec: self.exec,
+        }
+    }
 }
 
 /// Folds what `paths` look like now (`lstat`: device, inode, size, mtime; or absence) into one
@@ -1227,7 +1338,7 @@ fn stamps<'a>(paths: impl IntoIterator<Item = &'a Path>) -> u64 {
     h
 }
 
-/// A cache entry as stored; [`RawEntry::into_fresh`] is the only way out of it. Mounts are rows
+/// An [`Entry`] as stored; [`RawEntry::into_fresh`] is the only way out of it. Mounts are rows
 /// `[target, how]`, `how` being `x` (bind, exec), `r` (bind, noexec) or `@` and the link's text,
 /// not [`Mount`]s: a warm lookup must be fast, and serde reads an internally tagged enum
 /// slowly.
@@ -1241,14 +1352,15 @@ struct RawEntry {
     /// to are unchanged.
     stamps: u64,
     program: PathBuf,
+    /// Empty for a declared executable.
     version: String,
     exec: Vec<String>,
     mounts: Vec<(String, String)>,
 }
 
 impl RawEntry {
-    fn new(key: CacheKey, interpreter: &Interpreter, watched: Vec<PathBuf>) -> Self {
-        let mounts: Vec<(String, String)> = interpreter
+    fn new(key: CacheKey, entry: &Entry, watched: Vec<PathBuf>) -> Self {
+        let mounts: Vec<(String, String)> = entry
             .mounts
             .iter()
             .filter_map(|m| {
@@ -1266,16 +1378,15 @@ impl RawEntry {
             key,
             watched,
             stamps,
-            program: interpreter.program.clone(),
-            version: interpreter.version.clone(),
-            exec: interpreter.exec.clone(),
+            program: entry.program.clone(),
+            version: entry.version.clone(),
+            exec: entry.exec.clone(),
             mounts,
         }
     }
 
-    /// The interpreter, if every watched and bound path is unchanged and every row is well
-    /// formed.
-    fn into_fresh(self) -> Option<Interpreter> {
+    /// The entry, if every watched and bound path is unchanged and every row is well formed.
+    fn into_fresh(self) -> Option<Entry> {
         if self.watched.is_empty()
             || !self.program.is_absolute()
             || stamps(
@@ -1303,8 +1414,7 @@ impl RawEntry {
             };
             mounts.push(Mount { target, kind });
         }
-        Some(Interpreter {
-            runtime: self.key.runtime,
+        Some(Entry {
             program: self.program,
             version: self.version,
             mounts,
@@ -1337,8 +1447,8 @@ fn read_cache(path: &Path) -> Option<CacheFile> {
     (cache.format == CACHE_FORMAT).then_some(cache)
 }
 
-/// A cached interpreter for `key` whose every watched and mounted path is unchanged.
-fn cache_lookup(path: &Path, key: &CacheKey) -> Option<Interpreter> {
+/// The cached entry for `key`, if its every watched and mounted path is unchanged.
+fn cache_lookup(path: &Path, key: &CacheKey) -> Option<Entry> {
     let cache = read_cache(path)?;
     cache
         .entries
@@ -1351,7 +1461,7 @@ fn cache_store(
     dir: &Path,
     path: &Path,
     key: CacheKey,
-    interpreter: &Interpreter,
+    entry: &Entry,
     watched: Vec<PathBuf>,
 ) -> Result<(), RuntimeError> {
     let err = |source| RuntimeError::Cache {
@@ -1363,7 +1473,7 @@ fn cache_store(
         entries: Vec::new(),
     });
     cache.entries.retain(|e| e.key != key);
-    cache.entries.push(RawEntry::new(key, interpreter, watched));
+    cache.entries.push(RawEntry::new(key, entry, watched));
     let excess = cache.entries.len().saturating_sub(CACHE_ENTRIES);
     cache.entries.drain(..excess);
     let bytes = serde_json::to_vec(&cache).map_err(|e| err(io::Error::other(e)))?;
@@ -1383,6 +1493,8 @@ fn cache_store(
 
 #[cfg(test)]
 mod tests {
+    use skillcell_sandbox::{CellLimits, CellSpec};
+
     use super::*;
 
     fn python() -> Interpreter {
@@ -1590,6 +1702,248 @@ mod tests {
         assert_eq!(names, [OsString::from(CACHE_FILE)]);
     }
 
+    /// Restricts the calling thread, and whatever it starts, with the cell's Landlock rules and
+    /// an empty exec list: it can read everything, and execute and write nothing. Other threads
+    /// keep their rights (Landlock binds one thread).
+    fn forbid_exec_and_writes_on_this_thread() {
+        let spec = CellSpec {
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".into(),
+            hostname: String::new(),
+            mounts: Vec::new(),
+            exec: Vec::new(),
+            limits: CellLimits {
+                memory_bytes: 0,
+                cpu_ms: 0,
+                wall_ms: 0,
+                pids: 0,
+                fsize_bytes: 0,
+                nofile: 0,
+                output_bytes: 0,
+                tmp_bytes: 0,
+            },
+        };
+        if let Err(e) = skillcell_sandbox_linux::landlock_cell::restrict(&spec) {
+            panic!(
+                "this test needs Landlock to forbid execve on one thread, and it is missing: {e}; \
+                 run it on Linux 5.13 or later with landlock in the lsm= boot list"
+            );
+        }
+    }
+
+    #[test]
+    fn a_warm_call_starts_no_process() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let cold_cache = tempfile::tempdir().expect("tempdir");
+        let scripts = tempfile::tempdir().expect("tempdir");
+        let script = scripts.path().join("hello");
+        fs::write(&script, "#!/usr/bin/env bash\necho hi\n").expect("write");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let asked = [
+            Executable::Name("ls".into()),
+            Executable::Path(script.to_str().expect("utf8").to_owned()),
+        ];
+        let warmed: Vec<HostProgram> = asked
+            .iter()
+            .map(|e| resolve_executable(e, cache.path()).expect("cold"))
+            .collect();
+        let py = discover(Runtime::Python3, cache.path()).expect("python");
+        let sh = discover(Runtime::Sh, cache.path()).expect("sh");
+        let (cache_dir, cold_dir) = (cache.path().to_owned(), cold_cache.path().to_owned());
+        let restricted = std::thread::spawn(move || {
+            forbid_exec_and_writes_on_this_thread();
+            // The control: a cold call must run ldd, and on this thread it cannot.
+            let err = resolve_executable(&asked[0], &cold_dir).expect_err("ldd cannot start");
+            assert!(err.to_string().contains("cannot start it"), "{err}");
+            for (exe, want) in asked.iter().zip(&warmed) {
+                let got = resolve_executable(exe, &cache_dir)
+                    .unwrap_or_else(|e| panic!("warm {exe} without starting a process: {e}"));
+                assert_eq!(&got, want);
+            }
+            let got = discover(Runtime::Python3, &cache_dir)
+                .unwrap_or_else(|e| panic!("warm python3 without starting a process: {e}"));
+            assert_eq!(got, py);
+            assert_eq!(discover(Runtime::Sh, &cache_dir).expect("warm sh"), sh);
+        });
+        if let Err(panic) = restricted.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    /// Sets the exec list of every cached declared executable to `[marker]`, stamps untouched,
+    /// so that an answer taken from the cache shows.
+    fn mark_cached_executables(cache_dir: &Path, marker: &str) {
+        let path = cache_dir.join(CACHE_FILE);
+        let mut file = read_cache(&path).expect("cache");
+        for e in &mut file.entries {
+            if matches!(e.key, CacheKey::Executable { .. }) {
+                e.exec = vec![marker.to_owned()];
+            }
+        }
+        fs::write(&path, serde_json::to_vec(&file).expect("json")).expect("write");
+    }
+
+    #[test]
+    fn a_changed_executable_is_rediscovered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = tempfile::tempdir().expect("tempdir");
+        let tool = dir.path().join("tool");
+        fs::copy(find_fixed("ls").expect("ls"), &tool).expect("copy");
+        let exe = Executable::Path(tool.to_str().expect("utf8").to_owned());
+        let elf = resolve_executable(&exe, cache.path()).expect("cold");
+        assert_eq!(elf.exec.len(), 2, "the tool and the loader: {:?}", elf.exec);
+
+        mark_cached_executables(cache.path(), "/marked");
+        let warm = resolve_executable(&exe, cache.path()).expect("warm");
+        assert_eq!(warm.exec, ["/marked"], "a warm call answers from the cache");
+
+        // The same bytes with another mtime: stale, rediscovered, and stored again.
+        File::options()
+            .write(true)
+            .open(&tool)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)))
+            .expect("set mtime");
+        assert_eq!(
+            resolve_executable(&exe, cache.path()).expect("touched"),
+            elf
+        );
+        assert_eq!(resolve_executable(&exe, cache.path()).expect("warm"), elf);
+
+        // Other bytes in the same file (same inode): now a script, which brings /bin/sh.
+        mark_cached_executables(cache.path(), "/marked");
+        fs::write(&tool, "#!/bin/sh\necho changed\n").expect("write");
+        let script = resolve_executable(&exe, cache.path()).expect("rewritten");
+        let sh = fs::canonicalize("/bin/sh").expect("sh");
+        assert!(
+            script.exec.iter().any(|e| Path::new(e) == sh),
+            "{:?}",
+            script.exec
+        );
+        assert_eq!(
+            script.exec.len(),
+            3,
+            "script, sh, loader: {:?}",
+            script.exec
+        );
+
+        // A name and a path to the same program are separate entries; the cache keeps both
+        // beside the interpreters.
+        let by_name = resolve_executable(&Executable::Name("ls".into()), cache.path()).expect("ls");
+        let ls = find_fixed("ls").expect("ls");
+        let by_path = resolve_executable(
+            &Executable::Path(ls.to_str().expect("utf8").to_owned()),
+            cache.path(),
+        )
+        .expect("ls");
+        assert_eq!(by_name, by_path);
+        discover(Runtime::Sh, cache.path()).expect("sh");
+        let file = read_cache(&cache.path().join(CACHE_FILE)).expect("cache");
+        assert_eq!(file.entries.len(), 4);
+    }
+
+    #[test]
+    fn a_declared_executable_warms_in_well_under_a_millisecond() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = Executable::Name("ls".into());
+        let t = Instant::now();
+        let cold = resolve_executable(&exe, dir.path()).expect("cold");
+        let cold_time = t.elapsed();
+        let mut times: Vec<Duration> = (0..200)
+            .map(|_| {
+                let t = Instant::now();
+                let warm = resolve_executable(&exe, dir.path()).expect("warm");
+                let took = t.elapsed();
+                assert_eq!(warm, cold);
+                took
+            })
+            .collect();
+        times.sort();
+        let median = times[times.len() / 2];
+        let build = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        eprintln!(
+            "ls resolution ({build} build): cold {cold_time:?}; warm median {median:?} ({} mounts)",
+            cold.mounts.len()
+        );
+        let bound = Duration::from_millis(if cfg!(debug_assertions) { 2 } else { 1 });
+        assert!(median < bound, "a warm call took {median:?}");
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]).env_clear().env("PATH", FIXED_PATH);
+        cmd
+    }
+
+    #[test]
+    fn a_probe_is_reaped_when_it_exits_and_killed_when_late() {
+        let out = run_bounded(&mut sh("echo out; echo err >&2; exit 3")).expect("runs");
+        assert!(!out.success);
+        assert!(out.status.contains('3'), "{}", out.status);
+        assert_eq!(
+            (&out.stdout[..], &out.stderr[..]),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
+
+        // Closing its output early does not end the wait; its exit does.
+        let t = Instant::now();
+        let out = run_bounded(&mut sh("exec >&- 2>&-; sleep 0.3; exit 4")).expect("runs");
+        assert!(out.status.contains('4'), "{}", out.status);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+
+        let t = Instant::now();
+        let err = run_within(
+            &mut sh("sleep 20"),
+            Duration::from_millis(300),
+            OUTPUT_GRACE,
+        )
+        .err()
+        .expect("late");
+        assert_eq!(err, "it did not finish within 0 s and was killed");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+        let t = Instant::now();
+        let err = run_within(
+            &mut sh("sleep 20 & echo started"),
+            PROBE_TIMEOUT,
+            Duration::from_millis(300),
+        )
+        .err()
+        .expect("held");
+        assert_eq!(err, "a process it started still holds its output open");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    /// Median time of `run_bounded` on `/bin/true` and on `ldd` of `ls`, for the record.
+    #[test]
+    fn a_probe_costs_no_more_than_its_run() {
+        let ls = find_fixed("ls").expect("ls");
+        for (name, argv) in [
+            ("true", vec!["/bin/true".to_owned()]),
+            (
+                "ldd ls",
+                vec![LDD[0].to_owned(), ls.to_str().expect("utf8").to_owned()],
+            ),
+        ] {
+            let mut times: Vec<Duration> = (0..30)
+                .map(|_| {
+                    let mut cmd = Command::new(&argv[0]);
+                    cmd.args(&argv[1..]);
+                    let t = Instant::now();
+                    let out = run_bounded(&mut cmd).expect("runs");
+                    assert!(out.success, "{name}: {}", out.status);
+                    t.elapsed()
+                })
+                .collect();
+            times.sort();
+            eprintln!("run_bounded({name}): median {:?}", times[times.len() / 2]);
+        }
+    }
+
     #[test]
     fn bash_and_sh_are_found_on_the_fixed_path() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1725,32 +2079,40 @@ mod tests {
 
     #[test]
     fn declared_executables_resolve_on_the_fixed_path_only() {
-        let ls = resolve_executable(&Executable::Name("ls".into())).expect("ls");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ls = resolve_executable(&Executable::Name("ls".into()), dir.path()).expect("ls");
         assert_eq!(fs::canonicalize(&ls.program).expect("exists"), ls.program);
         check_layout(&ls.mounts);
         assert!(system(&ls.mounts).contains(&(ls.program.as_path(), true)));
         assert_eq!(ls.exec.len(), 2, "ls and the loader: {:?}", ls.exec);
 
-        let err = resolve_executable(&Executable::Name("definitely-not-a-program".into()))
-            .expect_err("absent");
+        let err = resolve_executable(
+            &Executable::Name("definitely-not-a-program".into()),
+            dir.path(),
+        )
+        .expect_err("absent");
         assert_eq!(
             err.to_string(),
             "`definitely-not-a-program` not found in /usr/local/bin:/usr/bin:/bin; install it, \
              or declare its absolute path"
         );
-        let err = resolve_executable(&Executable::Name("../bin/ls".into())).expect_err("path");
+        let err = resolve_executable(&Executable::Name("../bin/ls".into()), dir.path())
+            .expect_err("path");
         assert!(matches!(err, RuntimeError::BadName { .. }), "{err}");
-        let err = resolve_executable(&Executable::Path("/etc/passwd".into())).expect_err("no x");
+        let err = resolve_executable(&Executable::Path("/etc/passwd".into()), dir.path())
+            .expect_err("no x");
         assert_eq!(
             err.to_string(),
             "/etc/passwd cannot be run: it has no execute permission bit"
         );
-        let err = resolve_executable(&Executable::Path("/etc".into())).expect_err("dir");
-        assert!(err.to_string().contains("not a regular file"), "{err}");
-        let err = resolve_executable(&Executable::Path("bin/ls".into())).expect_err("relative");
-        assert!(err.to_string().contains("not an absolute path"), "{err}");
         let err =
-            resolve_executable(&Executable::Path("/nonexistent/x".into())).expect_err("absent");
+            resolve_executable(&Executable::Path("/etc".into()), dir.path()).expect_err("dir");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = resolve_executable(&Executable::Path("bin/ls".into()), dir.path())
+            .expect_err("relative");
+        assert!(err.to_string().contains("not an absolute path"), "{err}");
+        let err = resolve_executable(&Executable::Path("/nonexistent/x".into()), dir.path())
+            .expect_err("absent");
         assert!(matches!(err, RuntimeError::Io { .. }), "{err}");
     }
 
@@ -1760,8 +2122,11 @@ mod tests {
         let script = dir.path().join("hello");
         fs::write(&script, "#!/bin/sh -e\necho hello from a script\n").expect("write");
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let prog = resolve_executable(&Executable::Path(script.to_string_lossy().into_owned()))
-            .expect("script");
+        let prog = resolve_executable(
+            &Executable::Path(script.to_string_lossy().into_owned()),
+            dir.path(),
+        )
+        .expect("script");
         let sh = fs::canonicalize("/bin/sh").expect("sh");
         assert!(
             prog.exec.iter().any(|e| Path::new(e) == sh),
@@ -1774,8 +2139,11 @@ mod tests {
         let env_script = dir.path().join("via-env");
         fs::write(&env_script, "#!/usr/bin/env bash\necho hi\n").expect("write");
         fs::set_permissions(&env_script, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let prog = resolve_executable(&Executable::Path(env_script.to_string_lossy().into_owned()))
-            .expect("env script");
+        let prog = resolve_executable(
+            &Executable::Path(env_script.to_string_lossy().into_owned()),
+            dir.path(),
+        )
+        .expect("env script");
         let bash = fs::canonicalize(find_fixed("bash").expect("bash")).expect("bash");
         assert!(
             prog.exec.iter().any(|e| Path::new(e) == bash),
@@ -1786,8 +2154,11 @@ mod tests {
         let data = dir.path().join("data");
         fs::write(&data, "just text\n").expect("write");
         fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).expect("chmod");
-        let err = resolve_executable(&Executable::Path(data.to_string_lossy().into_owned()))
-            .expect_err("text");
+        let err = resolve_executable(
+            &Executable::Path(data.to_string_lossy().into_owned()),
+            dir.path(),
+        )
+        .expect_err("text");
         assert!(
             err.to_string()
                 .contains("neither an ELF binary nor a #! script"),
@@ -1892,7 +2263,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let py = discover(Runtime::Python3, dir.path()).expect("python");
         let sh = discover(Runtime::Sh, dir.path()).expect("sh");
-        let ls = resolve_executable(&Executable::Name("ls".into())).expect("ls");
+        let ls = resolve_executable(&Executable::Name("ls".into()), dir.path()).expect("ls");
         let merged = merge_mounts([&py.mounts[..], &sh.mounts[..], &ls.mounts[..]]);
         check_layout(&merged);
         for m in py.mounts.iter().chain(&sh.mounts).chain(&ls.mounts) {
@@ -1913,8 +2284,9 @@ mod tests {
 
     /// Builds a root like the cell does (an empty tmpfs; read-only, nosuid, nodev binds that are
     /// noexec unless `exec`; symlinks; `/dev/null`), in a private mount namespace, and runs
-    /// `argv` chrooted into it. `None` when this host does not let us (not root).
-    fn run_in_root(mounts: &[Mount], argv: &[&str]) -> Option<std::process::Output> {
+    /// `argv` chrooted into it. Panics when this host cannot create a mount namespace: the test
+    /// needs root (or CAP_SYS_ADMIN) and `unshare`, and fails rather than pass untested.
+    fn run_in_root(mounts: &[Mount], argv: &[&str]) -> std::process::Output {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_str().expect("utf8");
         let mut script = format!(
@@ -1955,16 +2327,25 @@ mod tests {
         script +=
             "mkdir -p \"$R/dev\"\n: > \"$R/dev/null\"\nmount --bind /dev/null \"$R/dev/null\"\n";
         script += "mount -o remount,ro,nosuid,nodev,noexec \"$R\"\n";
-        script += "C=$(PATH=/usr/sbin:/sbin:/usr/bin:/bin command -v chroot)\nexec env -i LC_ALL=C PATH=/usr/bin:/bin \"$C\" \"$R\"";
+        script += "C=$(PATH=/usr/sbin:/sbin:/usr/bin:/bin command -v chroot)\nexec env -i LANG=C.UTF-8 PATH=/usr/bin:/bin \"$C\" \"$R\"";
         for a in argv {
             script += &format!(" {}", q(a));
         }
         let probe = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "true"])
             .output();
-        if !probe.is_ok_and(|o| o.status.success()) {
-            eprintln!("skipped: cannot create a mount namespace here (needs root)");
-            return None;
+        match probe {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "this test needs a private mount namespace, and `unshare --mount` failed ({}: {}); \
+                 run it as root (or with CAP_SYS_ADMIN) on a kernel with mount namespaces",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => panic!(
+                "this test needs a private mount namespace, and `unshare` cannot be started \
+                 ({e}); install util-linux and run it as root"
+            ),
         }
         let out = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -1973,16 +2354,14 @@ mod tests {
         if !out.status.success() {
             eprintln!("script:\n{script}");
         }
-        Some(out)
+        out
     }
 
     fn assert_runs(mounts: &[Mount], argv: &[&str], expect: &str) {
-        let Some(out) = run_in_root(mounts, argv) else {
-            return;
-        };
+        let out = run_in_root(mounts, argv);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            out.status.success() && stdout.contains(expect),
+            out.status.success() && stdout.contains(expect) && out.stderr.is_empty(),
             "{argv:?} in a root of only the listed mounts: {}\nstdout: {stdout}\nstderr: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
@@ -2018,9 +2397,8 @@ mod tests {
                 *exec = false;
             }
         }
-        if noexec != py.mounts
-            && let Some(out) = run_in_root(&noexec, &[program, "-I", "-S", "-c", "import zlib"])
-        {
+        if noexec != py.mounts {
+            let out = run_in_root(&noexec, &[program, "-I", "-S", "-c", "import zlib"]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "zlib loaded from a noexec mount");
             assert!(stderr.contains("failed to map segment"), "{stderr}");
@@ -2059,7 +2437,7 @@ mod tests {
             );
         }
 
-        let ls = resolve_executable(&Executable::Name("ls".into())).expect("ls");
+        let ls = resolve_executable(&Executable::Name("ls".into()), dir.path()).expect("ls");
         let program = ls.program.to_str().expect("utf8");
         assert_runs(&ls.mounts, &[program, "-d", "/"], "/");
     }
