@@ -1438,7 +1438,9 @@ struct CacheFile {
 
 fn read_cache(path: &Path) -> Option<CacheFile> {
     let file = File::open(path).ok()?;
-    let mut bytes = Vec::new();
+    // Sized from the file, so that it is read in one call rather than in growing chunks.
+    let len = file.metadata().ok()?.len().min(CACHE_CAP);
+    let mut bytes = Vec::with_capacity(usize::try_from(len).ok()?.saturating_add(1));
     file.take(CACHE_CAP + 1).read_to_end(&mut bytes).ok()?;
     if bytes.len() as u64 > CACHE_CAP {
         return None;
