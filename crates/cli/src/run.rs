@@ -169,6 +169,8 @@ pub fn run(home: &Home, args: &RunArgs<'_>, json: bool) -> Result<u8, Failure> {
         o
     };
     match &outcome.report.outcome {
+        // With --json the run document above already says so, and is the only document.
+        Outcome::SetupFailed { .. } if json => Ok(code::CELL_FAILED),
         Outcome::SetupFailed { step, message } => Err(Failure::new(
             code::CELL_FAILED,
             "cell_failed",

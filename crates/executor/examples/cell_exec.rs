@@ -64,5 +64,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let skillcell_sandbox::Outcome::SetupFailed { step, message } = &report.outcome {
         return Err(format!("cell failed at {step}: {message}").into());
     }
+    if std::env::var_os("CELL_EXEC_TIMINGS").is_some() {
+        let steps: Vec<String> = report
+            .timings
+            .iter()
+            .map(|(s, us)| format!("{s}={us}"))
+            .collect();
+        eprintln!("timings {}", steps.join(" "));
+    }
     std::process::exit(report.exit_code());
 }

@@ -63,6 +63,8 @@ pub trait CellSys {
     fn seccomp(&mut self) -> Result<(), StepError>;
     /// Replaces the process; returns only on failure.
     fn exec(&mut self, spec: &CellSpec) -> StepError;
+    /// Notes that `step` is done, for the report's launch timings.
+    fn mark(&mut self, _step: &'static str) {}
 }
 
 /// Builds the cell's filesystem and identity, in the init process. The order matters:
@@ -75,10 +77,12 @@ pub fn build_cell<S: CellSys>(sys: &mut S, spec: &CellSpec) -> Result<(), StepEr
         sys.capture(i, m)?;
     }
     sys.capture_devices()?;
+    sys.mark("captured");
     sys.mount_root()?;
     for (i, m) in spec.mounts.iter().enumerate() {
         sys.place(i, m)?;
     }
+    sys.mark("placed");
     sys.populate_dev()?;
     sys.write_etc(&spec.hostname)?;
     sys.mount_proc()?;
@@ -86,6 +90,7 @@ pub fn build_cell<S: CellSys>(sys: &mut S, spec: &CellSpec) -> Result<(), StepEr
     sys.seal_root()?;
     sys.set_hostname(&spec.hostname)?;
     sys.loopback_up()?;
+    sys.mark("built");
     Ok(())
 }
 
@@ -95,14 +100,17 @@ pub fn build_cell<S: CellSys>(sys: &mut S, spec: &CellSpec) -> Result<(), StepEr
 /// earlier steps need but would be the first thing an attacker wants gone), then execve.
 pub fn enter_and_exec<S: CellSys>(sys: &mut S, spec: &CellSpec) -> StepError {
     let mut steps = || -> Result<(), StepError> {
+        sys.mark("forked");
         sys.new_session()?;
         sys.wire_stdio()?;
         sys.set_rlimits(spec)?;
         sys.chdir(&spec.cwd)?;
         sys.no_new_privs()?;
         sys.landlock(spec)?;
+        sys.mark("landlocked");
         sys.drop_capabilities()?;
         sys.seccomp()?;
+        sys.mark("filtered");
         Ok(())
     };
     match steps() {
@@ -137,9 +145,21 @@ pub struct LinuxCell {
     captured: HashMap<usize, Captured>,
     devices: Vec<(&'static str, OwnedFd)>,
     seccomp: Option<crate::seccomp::CellFilter>,
+    /// (step, CLOCK_MONOTONIC µs) for the report's launch timings.
+    marks: Vec<(&'static str, u64)>,
 }
 
 impl LinuxCell {
+    /// Sends the marks so far to the supervisor as one `marks` line, and forgets them.
+    pub fn send_marks(&mut self) {
+        let mut line = String::from("marks");
+        for (step, us) in self.marks.drain(..) {
+            line.push_str(&format!("\t{step}={us}"));
+        }
+        line.push('\n');
+        let _ = sys::write_all(fds::REPORT, line.as_bytes());
+    }
+
     /// `seccomp` is built by the caller before forking (building allocates; the skill's process
     /// should only install).
     pub fn new(seccomp: Option<crate::seccomp::CellFilter>) -> Self {
@@ -149,6 +169,7 @@ impl LinuxCell {
             captured: HashMap::new(),
             devices: Vec::new(),
             seccomp,
+            marks: Vec::with_capacity(16),
         }
     }
 
@@ -622,7 +643,13 @@ impl CellSys for LinuxCell {
         })
     }
 
+    fn mark(&mut self, step: &'static str) {
+        self.marks.push((step, sys::monotonic_us()));
+    }
+
     fn exec(&mut self, spec: &CellSpec) -> StepError {
+        self.mark("exec");
+        self.send_marks();
         let to_c = |s: &str| {
             CString::new(s).map_err(|_| StepError {
                 step: "exec",

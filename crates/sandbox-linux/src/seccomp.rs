@@ -321,6 +321,9 @@ mod x86_64 {
         /// open_tree_attr (Linux 6.15), in the mount family.
         #[allow(non_upper_case_globals, reason = "named like libc's SYS_* constants")]
         pub const SYS_open_tree_attr: libc::c_long = 467;
+        /// fchmodat2 (Linux 6.6): fchmodat with flags.
+        #[allow(non_upper_case_globals, reason = "named like libc's SYS_* constants")]
+        pub const SYS_fchmodat2: libc::c_long = 452;
     }
 
     /// `struct seccomp_data` (linux/seccomp.h): `int nr` at 0, `__u32 arch` at 4, then the
@@ -400,6 +403,14 @@ mod x86_64 {
         arg: 0,
         mask: NAMESPACE_FLAGS,
     };
+    /// S_ISUID | S_ISGID.
+    const SET_ID_BITS: u32 = 0o6000;
+    const fn set_id_mode(arg: u8) -> ArgMatch {
+        ArgMatch::AnyBit {
+            arg,
+            mask: SET_ID_BITS,
+        }
+    }
     const OTHER_SOCKET_FAMILY: ArgMatch = ArgMatch::NoneOf {
         arg: 0,
         values: SOCKET_FAMILIES,
@@ -527,6 +538,60 @@ mod x86_64 {
             SYS_io_uring_register,
             Eperm,
             "io_uring (see io_uring_setup)"
+        ),
+        // Set-user-ID and set-group-ID bits. The cell's uid is the caller's outside: a
+        // setuid file left in a write grant would run as the caller (root, if the caller is)
+        // for whoever executes it later on the host. `nosuid` covers only the cell's view.
+        deny!(
+            SYS_chmod,
+            Eperm,
+            set_id_mode(1),
+            "a setuid or setgid file left in a write grant runs with the caller's identity for whoever executes it on the host"
+        ),
+        deny!(SYS_fchmod, Eperm, set_id_mode(1), "see chmod"),
+        deny!(SYS_fchmodat, Eperm, set_id_mode(2), "see chmod"),
+        deny!(SYS_fchmodat2, Eperm, set_id_mode(2), "see chmod"),
+        deny!(
+            SYS_open,
+            Eperm,
+            set_id_mode(2),
+            "creating a file with setuid or setgid bits (see chmod)"
+        ),
+        deny!(
+            SYS_openat,
+            Eperm,
+            set_id_mode(3),
+            "creating a file with setuid or setgid bits (see chmod)"
+        ),
+        deny!(
+            SYS_creat,
+            Eperm,
+            set_id_mode(1),
+            "creating a file with setuid or setgid bits (see chmod)"
+        ),
+        deny!(
+            SYS_mknod,
+            Eperm,
+            set_id_mode(1),
+            "creating a file with setuid or setgid bits (see chmod)"
+        ),
+        deny!(
+            SYS_mknodat,
+            Eperm,
+            set_id_mode(2),
+            "creating a file with setuid or setgid bits (see chmod)"
+        ),
+        deny!(
+            SYS_mkdir,
+            Eperm,
+            set_id_mode(1),
+            "a setgid directory left in a write grant hands its group to every file created in it later"
+        ),
+        deny!(SYS_mkdirat, Eperm, set_id_mode(2), "see mkdir"),
+        deny!(
+            SYS_openat2,
+            Enosys,
+            "its mode sits in a struct in memory, which seccomp cannot read, so setuid bits could not be checked; ENOSYS makes libc fall back to openat"
         ),
         deny!(
             SYS_memfd_create,
@@ -1442,7 +1507,7 @@ mod tests {
             s.rules, s.syscalls
         )));
         assert!(
-            line.contains("ENOSYS 2, EAFNOSUPPORT 2); kill on 32-bit and x32 entry; 4 programs")
+            line.contains("ENOSYS 3, EAFNOSUPPORT 2); kill on 32-bit and x32 entry; 4 programs")
         );
     }
 }

@@ -68,6 +68,9 @@ pub struct PreparedCell {
     landlock_abi: i32,
     seccomp_summary: String,
     run_id: String,
+    /// CLOCK_MONOTONIC µs when `prepare` began, and the supervisor's own marks.
+    t0: u64,
+    marks: Vec<(String, u64)>,
     done: bool,
 }
 
@@ -75,6 +78,7 @@ impl PreparedCell {
     /// Creates the run's cgroups and clones the init. Fails closed when Landlock, seccomp,
     /// namespaces or cgroups are missing. Call while single-threaded.
     pub fn prepare() -> Result<Self, CellError> {
+        let t0 = sys::monotonic_us();
         let landlock_abi = crate::sys::landlock_abi().map_err(|e| CellError::Unavailable {
             what: "Landlock",
             detail: e.to_string(),
@@ -163,9 +167,12 @@ impl PreparedCell {
                     landlock_abi,
                     seccomp_summary,
                     run_id,
+                    t0,
+                    marks: Vec::new(),
                     done: false,
                 };
                 cell.map_ids(uid)?;
+                cell.mark("prepared");
                 Ok(cell)
             }
         }
@@ -195,6 +202,12 @@ impl PreparedCell {
         &self.run_id
     }
 
+    fn mark(&mut self, step: &str) {
+        let now = sys::monotonic_us();
+        self.marks
+            .push((step.to_owned(), now.saturating_sub(self.t0)));
+    }
+
     /// Sends the spec, feeds `stdin`, passes output through (each stream capped at
     /// `spec.limits.output_bytes`), and waits for the end of the run.
     pub fn run(
@@ -215,6 +228,7 @@ impl PreparedCell {
         if let Some(w) = self.spec_w.take() {
             sys::write_all(w.as_raw_fd(), &json).map_err(io_step("send the spec"))?;
         }
+        self.mark("spec_sent");
         for fd in [&self.stdout_r, &self.stderr_r, &self.report_r] {
             sys::set_nonblocking(fd.as_raw_fd()).map_err(io_step("pipes"))?;
         }
@@ -290,8 +304,9 @@ impl PreparedCell {
                 // Pipes still open after the init died: something holds them; stop waiting.
                 break;
             }
-            if pfds[0].revents != 0 {
+            if pfds[0].revents != 0 && !init_gone {
                 init_gone = true;
+                self.mark("exited");
             }
             if pfds[1].revents != 0 {
                 stdout.pump(self.stdout_r.as_raw_fd(), &mut buf, out);
@@ -370,6 +385,16 @@ impl PreparedCell {
                     });
                 }
                 (Some("landlock"), Some(status), _) => landlock_status = status.to_owned(),
+                (Some("marks"), Some(_), _) => {
+                    for m in line.split('\t').skip(1) {
+                        if let Some((step, us)) = m.split_once('=')
+                            && let Ok(us) = us.parse::<u64>()
+                        {
+                            self.marks
+                                .push((step.to_owned(), us.saturating_sub(self.t0)));
+                        }
+                    }
+                }
                 (Some("exit"), Some(code), _) if outcome.is_none() => {
                     outcome = code.parse().ok().map(|code| Outcome::Exited { code });
                 }
@@ -498,7 +523,10 @@ impl PreparedCell {
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove(Duration::from_secs(2));
         }
+        let mut timings = std::mem::take(&mut self.marks);
+        timings.sort_by_key(|(_, us)| *us);
         EnforcementReport {
+            timings,
             layers,
             cgroup,
             landlock_abi: self.landlock_abi,
@@ -655,6 +683,7 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
     if let Err(e) = launch::build_cell(&mut cell, &spec) {
         fail(e.step, &e.message);
     }
+    cell.send_marks();
     if sys::block_all_signals().is_err() {
         fail("signals", "cannot block signals in the init");
     }

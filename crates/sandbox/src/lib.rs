@@ -178,6 +178,10 @@ pub struct EnforcementReport {
     /// that would allow it.
     pub denials: Vec<Denial>,
     pub usage: Usage,
+    /// Launch steps and when they ended, in µs since the supervisor started preparing the
+    /// cell (`prepared`, `spec_sent`, `captured`, `placed`, `built`, `forked`, `landlocked`,
+    /// `filtered`, `exec`, `exited`): where start-up time goes.
+    pub timings: Vec<(String, u64)>,
 }
 
 /// Something a layer refused, in words a model can act on.
@@ -203,12 +207,12 @@ pub struct CgroupReport {
 
 impl EnforcementReport {
     /// The exit code a caller of `skillcell run` gets: the program's own code, 128 + signal
-    /// when it was killed.
+    /// when it was killed, 126 when the cell could not be built.
     pub fn exit_code(&self) -> i32 {
         match &self.outcome {
             Outcome::Exited { code } => *code,
             Outcome::Signaled { signal, .. } => 128 + signal,
-            Outcome::SetupFailed { .. } => 125,
+            Outcome::SetupFailed { .. } => 126,
         }
     }
 }
@@ -251,6 +255,7 @@ mod tests {
             limit_hit: None,
             denials: vec![],
             usage: Usage::default(),
+            timings: vec![],
         };
         assert_eq!(r.exit_code(), 137);
         r.outcome = Outcome::Exited { code: 3 };

@@ -831,3 +831,16 @@ pub fn scrub_args_and_env() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// CLOCK_MONOTONIC in microseconds: the same clock in every process of a run.
+pub fn monotonic_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the live local `ts`.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
