@@ -426,15 +426,18 @@ impl PreparedCell {
         let cpu_ms = cg.and_then(RunCgroup::cpu_ms).unwrap_or(0);
         let oom = cg.map_or(0, RunCgroup::oom_kills);
         let pids_refused = cg.map_or(0, RunCgroup::pids_refused);
+        // Which limit killed the run, judged by what the kernel and the cgroup recorded, never
+        // by the signal alone (a skill may SIGKILL itself). The hard RLIMIT_CPU kill comes
+        // one second after the soft limit, so a CPU kill always shows the cell over budget.
         let limit_hit = killed_for.or(match &outcome {
+            _ if oom > 0 => Some(LimitHit::Memory),
             Outcome::Signaled { signal, .. } if *signal == libc::SIGXCPU => Some(LimitHit::Cpu),
             Outcome::Signaled { signal, .. } if *signal == libc::SIGXFSZ => Some(LimitHit::Fsize),
             Outcome::Signaled { signal, .. }
-                if *signal == libc::SIGKILL && cpu_ms + 1000 >= spec.limits.cpu_ms =>
+                if *signal == libc::SIGKILL && cpu_ms >= spec.limits.cpu_ms =>
             {
                 Some(LimitHit::Cpu)
             }
-            _ if oom > 0 => Some(LimitHit::Memory),
             _ => None,
         });
         let mut denials = Vec::new();
@@ -725,6 +728,7 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
                 ChildStatus::Exited(code) => format!("exit\t{code}\n"),
                 ChildStatus::Signaled(sig) => format!("signal\t{sig}\n"),
             };
+            let line = format!("marks\treaped={}\n{line}", sys::monotonic_us());
             let _ = sys::write_all(fds::REPORT, line.as_bytes());
             sys::exit_now(0);
         }
