@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds skillcell and runs its main job on an example skill: check the kernel, lint the skill,
-# install it into a content-addressed store, show what it will be able to do, verify the store
-# and the audit trail. The data dir is ./.skillcell-demo unless SKILLCELL_HOME is set.
+# Builds skillcell and runs its main job on example skills: check the kernel, lint a skill,
+# install skills into a content-addressed store, show what they will be able to do, run them in
+# fresh cells (a JSON tool; a skill writing into a workspace), verify the store and the audit
+# trail. The data dir is ./.skillcell-demo unless SKILLCELL_HOME is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +21,15 @@ sc doctor || true
 sc lint "$skill"
 sc install "$skill"
 sc install examples/skills/json-stats
+sc install examples/skills/workspace-notes
 sc list
 sc show weather-forecast
+sc run json-stats --input '{"values": [3, 1, 4, 1, 5, 9, 2, 6]}'
+workspace="$SKILLCELL_HOME/demo-workspace"
+mkdir -p "$workspace"
+sc run workspace-notes --workspace "$workspace" -- add "Ran a skill in a cell"
+sc run workspace-notes --workspace "$workspace" -- list --last 3
+sc run json-stats --json --input '{"values": [1, 2]}' | head -c 600; echo " …"
 sc verify
-sc audit --last 5
+sc audit --last 6
 sc audit verify

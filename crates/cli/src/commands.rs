@@ -525,8 +525,82 @@ fn audit_verify(home: &Home, json: bool) -> Result<u8, Failure> {
     Ok(if v.ok() { exit::OK } else { exit::INTEGRITY })
 }
 
+/// The end-to-end check: `/bin/true` in a real cell, every layer `run` applies.
+fn cell_check() -> doctor::Check {
+    let meaning = "every layer of `skillcell run` applied together: a real cell runs /bin/true";
+    let started = std::time::Instant::now();
+    let outcome = (|| -> Result<(), String> {
+        let cell = skillcell_sandbox_linux::PreparedCell::prepare().map_err(|e| e.to_string())?;
+        let cache = std::env::temp_dir().join(format!("skillcell-doctor-{}", std::process::id()));
+        std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+        let program = skillcell_executor::runtimes::resolve_executable(
+            &skillcell_types::Executable::Path("/bin/true".into()),
+            &cache,
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+        let program = program.map_err(|e| e.to_string())?;
+        let mut mounts = program.mounts;
+        mounts.push(skillcell_sandbox::Mount {
+            target: "/tmp".into(),
+            kind: skillcell_sandbox::MountKind::Tmpfs { size_bytes: 1 << 20 },
+        });
+        let spec = skillcell_sandbox::CellSpec {
+            argv: vec![program.program.to_string_lossy().into_owned()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/".into(),
+            hostname: "cell-doctor".into(),
+            mounts,
+            exec: program.exec,
+            limits: skillcell_sandbox::CellLimits {
+                memory_bytes: 64 << 20,
+                cpu_ms: 5_000,
+                wall_ms: 10_000,
+                pids: 8,
+                fsize_bytes: 1 << 20,
+                nofile: 64,
+                output_bytes: 64 << 10,
+                tmp_bytes: 1 << 20,
+            },
+        };
+        let report = cell
+            .run(&spec, &[], &mut std::io::sink(), &mut std::io::sink())
+            .map_err(|e| e.to_string())?;
+        match report.outcome {
+            skillcell_sandbox::Outcome::Exited { code: 0 } => Ok(()),
+            skillcell_sandbox::Outcome::SetupFailed { step, message } => {
+                Err(format!("the cell failed at {step}: {message}"))
+            }
+            other => Err(format!("/bin/true ended with {other:?}")),
+        }
+    })();
+    match outcome {
+        Ok(()) => doctor::Check {
+            id: "cell",
+            status: Status::Ok,
+            found: format!(
+                "/bin/true ran in a cell in {} ms",
+                started.elapsed().as_millis()
+            ),
+            meaning,
+            fix: None,
+        },
+        Err(e) => doctor::Check {
+            id: "cell",
+            status: Status::Fail,
+            found: e,
+            meaning,
+            fix: Some(
+                "the step named is the layer that could not be applied; see the checks above"
+                    .into(),
+            ),
+        },
+    }
+}
+
 fn doctor(json: bool) -> Result<u8, Failure> {
-    let report = doctor::run();
+    let mut report = doctor::run();
+    // Single-threaded here, as a cell launch requires.
+    report.checks.push(cell_check());
     let code = if report.worst() == Status::Fail {
         exit::ENVIRONMENT
     } else {
