@@ -542,7 +542,9 @@ fn cell_check() -> doctor::Check {
         let mut mounts = program.mounts;
         mounts.push(skillcell_sandbox::Mount {
             target: "/tmp".into(),
-            kind: skillcell_sandbox::MountKind::Tmpfs { size_bytes: 1 << 20 },
+            kind: skillcell_sandbox::MountKind::Tmpfs {
+                size_bytes: 1 << 20,
+            },
         });
         let spec = skillcell_sandbox::CellSpec {
             argv: vec![program.program.to_string_lossy().into_owned()],
