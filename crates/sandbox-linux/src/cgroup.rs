@@ -4,8 +4,12 @@
 //! Each controller is taken from cgroup v2 when the v2 hierarchy offers it, else from its v1
 //! hierarchy (hosts like ours are hybrids: v2 is mounted but memory and pids live in v1). A v2
 //! cgroup is also made whenever v2 is mounted, for `cgroup.kill` and `cpu.stat`, which v2 has
-//! without any controller. Run cgroups are `<own cgroup>/skillcell/run-<pid>-<nanos>` in each
-//! hierarchy; the parent `skillcell` directory is shared by all runs and never removed.
+//! without any controller. Run cgroups are `<base>/skillcell/run-<pid>-<nonce>` in each
+//! hierarchy, where `<base>` is this process's own cgroup, except on v2 when running as root:
+//! there it is the hierarchy's root, because a v2 cgroup that holds processes (ours holds at
+//! least this one) cannot enable controllers for its children. Unprivileged users need a
+//! delegated v2 cgroup (`systemd-run --user --scope -p Delegate=yes`). The parent `skillcell`
+//! directory is shared by all runs and never removed.
 
 use std::fs;
 use std::io;
@@ -144,9 +148,16 @@ impl RunCgroup {
         v1: Option<&str>,
         run_id: &str,
     ) -> Result<PathBuf, CgroupError> {
-        let own = own_cgroup(mount, v1).ok_or_else(|| CgroupError::OwnCgroup {
-            mount: mount.to_path_buf(),
-        })?;
+        // On v2, a cgroup with processes cannot enable controllers for its children (the
+        // "no internal processes" rule), and ours has at least this process. Root puts runs
+        // under the hierarchy's root, which is exempt; others need a delegated cgroup.
+        let own = if version == Version::V2 && crate::sys::cell::ids().0 == 0 {
+            mount.to_path_buf()
+        } else {
+            own_cgroup(mount, v1).ok_or_else(|| CgroupError::OwnCgroup {
+                mount: mount.to_path_buf(),
+            })?
+        };
         let parent = own.join("skillcell");
         let dir = parent.join(run_id);
         if self.dirs.iter().any(|(_, _, d)| *d == dir) {
@@ -468,7 +479,11 @@ fn enable_v2_controllers(own: &Path, parent: &Path) -> Result<(), CgroupError> {
 fn gc_stale(layout: &CgroupLayout) {
     let mut parents = Vec::new();
     if let Some(m) = &layout.v2_mount {
-        parents.extend(own_cgroup(m, None));
+        if crate::sys::cell::ids().0 == 0 {
+            parents.push(m.clone());
+        } else {
+            parents.extend(own_cgroup(m, None));
+        }
     }
     for (c, m) in &layout.v1_mounts {
         parents.extend(own_cgroup(m, Some(c)));
