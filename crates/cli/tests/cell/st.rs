@@ -478,3 +478,81 @@ fn a_file_the_skill_writes_into_a_grant_never_carries_a_setuid_or_setgid_bit() {
         "setuid/setgid files left on the host by the skill: {bad:?}"
     );
 }
+
+/// "No writable path on the import path": every directory Python searches for modules in the
+/// cell (the script's directory and the interpreter's own) lies on a read-only mount, as the
+/// host reads the skill's mount table; and a module the skill tries to drop into each of them
+/// is absent from the cell's root as the host sees it.
+#[test]
+fn nothing_on_the_python_import_path_is_writable() {
+    let lab = Lab::new();
+    let t = token("syspath");
+    lab.install(
+        "importer",
+        &["skillcell.entry: scripts/main.py", "skillcell.fs.read: $CTL"],
+        &[(
+            "scripts/main.py",
+            &format!(
+                "{PROBE_WAIT}\nfor d in sys.path:\n    try:\n        open(os.path.join(d or '.', 'evil_{t}.py'), 'w').write('x = 1')\n    except OSError:\n        pass\nwait_for_host()\n"
+            ),
+        )],
+    );
+    let p = lab.probe("importer", &[], &t);
+    // The interpreter's own search path, computed on the host with the same interpreter.
+    let python = interpreter(&lab);
+    let out = Command::new(&python)
+        .args([
+            "-I",
+            "-c",
+            "import sys; print('\\n'.join(p for p in sys.path if p))",
+        ])
+        .output()
+        .expect("host python");
+    let mut path: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(path.len() >= 2, "host sys.path: {path:?}");
+    path.push("/skill/scripts".into());
+    let mountinfo = fs::read_to_string(p.proc("mountinfo")).expect("mountinfo");
+    let mut checked = 0;
+    for dir in &path {
+        let root = p.proc("root");
+        let in_cell = root.join(dir.trim_start_matches('/'));
+        if !in_cell.exists() {
+            continue; // e.g. python311.zip: absent on disk, nothing to write into
+        }
+        assert!(
+            !in_cell.join(format!("evil_{t}.py")).exists(),
+            "the skill dropped a module into {dir}"
+        );
+        // The mount that holds `dir`: the longest mount point that is a prefix of it.
+        let (point, opts) = mountinfo
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                Some((f.get(4)?.to_string(), f.get(5)?.to_string()))
+            })
+            .filter(|(mp, _)| {
+                dir == mp || dir.starts_with(&format!("{}/", mp.trim_end_matches('/')))
+            })
+            .max_by_key(|(mp, _)| mp.len())
+            .expect("a mount holds it");
+        assert!(
+            opts.split(',').any(|o| o == "ro"),
+            "{dir} is on {point}, mounted {opts}"
+        );
+        checked += 1;
+    }
+    // The script's directory, the standard library, lib-dynload and site-packages at least.
+    assert!(
+        checked >= 4,
+        "only {checked} import directories found in the cell: {path:?}"
+    );
+    let out = p.finish();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
