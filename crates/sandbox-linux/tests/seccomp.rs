@@ -13,8 +13,8 @@
 use std::ffi::OsStr;
 
 use skillcell_sandbox_linux::seccomp::testing::{
-    ChildExit, ExecArgv, Probe, exec, no_new_privs, probe, run_in_child, seccomp_mode,
-    set_no_new_privs,
+    ChildExit, ExecArgv, Probe, exec, no_new_privs, probe, run_in_child, seccomp_filter_count,
+    seccomp_mode, set_no_new_privs,
 };
 use skillcell_sandbox_linux::seccomp::{self, CellFilter};
 
@@ -288,6 +288,32 @@ fn install_sets_no_new_privs_itself_and_enters_filter_mode() {
     assert_eq!(
         exit, OK,
         "1: no_new_privs not set, 2: not in seccomp filter mode"
+    );
+}
+
+/// One seccomp() call, one filter for the kernel to run on each syscall (counted from
+/// outside the filter code: the thread's `Seccomp_filters` in /proc, Linux 5.9+).
+#[test]
+fn install_adds_exactly_one_filter() {
+    let filter = filter();
+    let exit = run_in_child(|| {
+        // The test may itself run under a container's filter: count from there.
+        let Ok(before) = seccomp_filter_count() else {
+            return 3;
+        };
+        if seccomp::install(&filter).is_err() {
+            return INSTALL_FAILED;
+        }
+        match seccomp_filter_count() {
+            Ok(after) if after == before + 1 => 0,
+            Ok(_) => 1,
+            Err(_) => 2,
+        }
+    })
+    .expect("fork");
+    assert_eq!(
+        exit, OK,
+        "1: install added other than one filter, 2 or 3: no Seccomp_filters line in /proc/thread-self/status (Linux 5.9+)"
     );
 }
 

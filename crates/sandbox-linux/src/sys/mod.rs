@@ -392,3 +392,68 @@ pub fn exec(argv: &ExecArgv) -> io::Error {
     unsafe { libc::execv(argv.ptrs[0], argv.ptrs.as_ptr()) };
     io::Error::last_os_error()
 }
+
+/// How many seccomp filters the calling thread has: the `Seccomp_filters:` line of
+/// `/proc/thread-self/status` (Linux 5.9+; `NotFound` without it). Reads into a stack buffer
+/// and allocates nothing, so a child of [`run_in_child`] may call it.
+pub fn seccomp_filter_count() -> io::Result<u32> {
+    const KEY: &[u8] = b"\nSeccomp_filters:";
+    let mut buf = [0u8; 8192];
+    // SAFETY: the path is a NUL-terminated literal that outlives the call; open reads only it
+    // and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/thread-self/status".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut len = 0;
+    let read = loop {
+        let free = &mut buf[len..];
+        if free.is_empty() {
+            break Ok(());
+        }
+        // SAFETY: the kernel writes at most `free.len()` bytes into `free`, the unused tail of
+        // a live local buffer; `fd` is the descriptor opened above.
+        let n = unsafe { libc::read(fd, free.as_mut_ptr().cast(), free.len()) };
+        match usize::try_from(n) {
+            Ok(0) => break Ok(()),
+            Ok(n) => len += n,
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    // SAFETY: `fd` was opened above, nothing else has seen it, and it is closed once.
+    unsafe { libc::close(fd) };
+    read?;
+    let text = &buf[..len];
+    let value = text
+        .windows(KEY.len())
+        .position(|w| w == KEY)
+        .map(|at| &text[at + KEY.len()..])
+        .ok_or(io::ErrorKind::NotFound)?;
+    let digits = value
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(|b| b.is_ascii_digit());
+    let mut count: u32 = 0;
+    let mut any = false;
+    for d in digits {
+        any = true;
+        count = count
+            .checked_mul(10)
+            .and_then(|c| c.checked_add(u32::from(d - b'0')))
+            .ok_or(io::ErrorKind::InvalidData)?;
+    }
+    if !any {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    Ok(count)
+}
