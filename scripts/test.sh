@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of skillcell, after installing what the tests need on a fresh Debian machine:
-# a C compiler (SQLite is built in), Python 3 with venv, and the Agent Skills reference
-# validator (skills-ref, from PyPI) that every accepted SKILL.md is checked against.
+# a C compiler (SQLite is built in), Python 3 with venv, the Agent Skills reference validator
+# (skills-ref, from PyPI) that every accepted SKILL.md is checked against, and what the cell's
+# attack tests drive or inspect from the host: Node.js (a cell runtime), util-linux (unshare,
+# nsenter, ipcmk, dmesg, su), iproute2 (ip), findutils.
 # Some tests need root (device nodes) and a kernel with Landlock and user namespaces; they fail
 # loudly, never skip, when those are missing (`skillcell doctor` says why).
 set -euo pipefail
@@ -14,6 +16,13 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v mkfifo >/dev/null 2>&1 || missing+=(coreutils)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+for tool in unshare nsenter ipcmk dmesg; do
+  command -v "$tool" >/dev/null 2>&1 || { missing+=(util-linux); break; }
+done
+command -v su >/dev/null 2>&1 || missing+=(login)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v find >/dev/null 2>&1 || missing+=(findutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
