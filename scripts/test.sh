@@ -20,7 +20,7 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 for tool in unshare nsenter ipcmk dmesg; do
   command -v "$tool" >/dev/null 2>&1 || { missing+=(util-linux); break; }
 done
-command -v su >/dev/null 2>&1 || missing+=(login)
+command -v su >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v find >/dev/null 2>&1 || missing+=(findutils)
 if [ ${#missing[@]} -gt 0 ]; then
