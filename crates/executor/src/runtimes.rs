@@ -15,7 +15,24 @@
 //!   `noexec`; each directory inside them that directly holds a shared object (`lib-dynload`,
 //!   a package with an extension module) is bound again on top with `exec: true`, and the
 //!   libraries those modules need are bound like the program's (so `ssl`, `sqlite3`, `ctypes`
-//!   and `zlib` import);
+//!   and `zlib` import), except those of the few modules in `SKIPPED_MODULES` (`_tkinter`,
+//!   `nis`), which a cell could not use anyway: importing them fails with `ImportError`;
+//! - for a Python in an install prefix of its own (pyenv's `~/.pyenv/versions/3.11.7`, a build
+//!   in `/opt/python3.12`: `sys.base_prefix`, canonical, holds the program and is not a shared
+//!   hierarchy such as `/usr`; see `own_prefix`), that prefix as *one* directory with
+//!   `exec: true`, instead of the program, `libpython`, the standard library, `lib-dynload`
+//!   and `site-packages` one by one. Each bind costs the cell about 50 µs at launch (pyenv's
+//!   3.11 here: 22 binds instead of 53). The trade-off: everything under the prefix (its `bin/`
+//!   scripts, headers, `share/`, the test suite) is readable in the cell and can be mapped as
+//!   code, where the per-directory layout kept the `.py` trees `noexec`; an ELF program there
+//!   other than the interpreter (conda ships many) cannot be `execve`d (the `exec` list does
+//!   not change), but the dynamic loader, which is on it, can run one inside the skill's own
+//!   process, as it can the C library. That is no more than a skill can do with machine code
+//!   it carries (see `docs/cell.md`, known limits): such code is under every layer. The prefix
+//!   is the interpreter's own install, put there by the operator, and bound read-only.
+//!   Directories on `sys.path` outside the prefix (a virtual environment's `site-packages`)
+//!   keep the per-directory layout, and so does a Python whose prefix is `/usr` (Debian's
+//!   `python3`);
 //! - a [`MountKind::Symlink`] for every symbolic link met on the way to any of those paths
 //!   (`/lib64` → `usr/lib64` on merged-/usr systems, `/usr/bin/sh` → `dash`), so paths compiled
 //!   into programs, such as `PT_INTERP` or those in `ld.so.cache`, resolve inside the cell as
@@ -25,10 +42,10 @@
 //! by target, so a directory comes before anything beneath it: a symlink's parent exists before
 //! it, and a later mount never hides an earlier one. A path already visible through a bound
 //! directory (with at least the `exec` it needs) gets no mount of its own. No whole system
-//! directory such as `/usr` or `/usr/lib` is ever bound. The `exec` list (what Landlock lets the
-//! cell `execve`) holds the program and its ELF interpreter, canonical; `exec: true` on a
-//! read-only mount of operator-installed files only lets them be mapped as code, it does not
-//! make them executable.
+//! directory such as `/usr`, `/usr/lib` or `/usr/local` is ever bound. The `exec` list (what
+//! Landlock lets the cell `execve`) holds the program and its ELF interpreter, canonical;
+//! `exec: true` on a read-only mount of operator-installed files only lets them be mapped as
+//! code, it does not make them executable.
 //!
 //! Shared libraries are listed by the system `ldd` (`/usr/bin/ldd`), run with a cleared
 //! environment, rather than by parsing `DT_NEEDED` ourselves: the answer then comes from the
@@ -44,8 +61,10 @@
 //! [`resolve_executable`] cache their results in `<cache dir>/runtimes.json`, keyed by what
 //! was asked (the runtime and the environment it was asked in, or the declared executable) and
 //! the program found for it, and checked against the (device, inode, size, mtime) of every path
-//! bound. A stale or unreadable entry is ignored and rewritten (temp file + rename); a warm
-//! call costs a few stats and starts no process.
+//! bound, and of every path a bound install prefix stands for (the program, `libpython`, the
+//! Python directories and those holding extension modules), so that an upgrade or a `pip
+//! install` inside the prefix is noticed as before. A stale or unreadable entry is ignored and
+//! rewritten (temp file + rename); a warm call costs a few stats and starts no process.
 //!
 //! This module refuses: the caller's `PATH` for declared executables (a fixed
 //! [`FIXED_PATH`] is searched), relative `PATH` entries, non-UTF-8 paths (cell specs name paths
@@ -96,23 +115,48 @@ const CACHE_CAP: u64 = 8 << 20;
 /// Entries kept in the cache file (interpreters and declared executables); the oldest go
 /// first.
 const CACHE_ENTRIES: usize = 64;
-/// 2: entries are keyed by a runtime or a declared executable.
-const CACHE_FORMAT: u32 = 2;
+/// 2: entries are keyed by a runtime or a declared executable. 3: a Python in an install
+/// prefix of its own is bound as that one directory, and the libraries of [`SKIPPED_MODULES`]
+/// are left out (a format-2 entry would still bind them one by one).
+const CACHE_FORMAT: u32 = 3;
 /// Symbolic links followed resolving one path (the kernel's limit).
 const MAX_SYMLINKS: u32 = 40;
 /// `#!` interpreters nested in a declared executable (the kernel allows 4).
 const MAX_SHEBANG_DEPTH: u32 = 4;
 /// Objects given to one `ldd` run.
 const LDD_BATCH: usize = 128;
+/// Top-level Python extension modules whose shared libraries are not bound, each with the
+/// reason: a cell could not use them, and their libraries are most of a Python's binds
+/// (pyenv's 3.11 on Debian 12 with Tk installed: 27 of its 46 library files). The module
+/// file itself stays (its directory is bound), so `import` fails with `ImportError` naming
+/// the missing library. A module of the same name inside a package is not one of these and
+/// keeps its libraries.
+const SKIPPED_MODULES: [(&str, &str); 2] = [
+    (
+        "_tkinter",
+        "Tk draws on an X display and a cell has none; it brings Tcl/Tk, X11, xcb, Xft, \
+         fontconfig, freetype, png and brotli",
+    ),
+    (
+        "nis",
+        "NIS (YP) asks a server over RPC and a cell has no network; it brings libnsl, libtirpc \
+         and Kerberos",
+    ),
+];
+/// Install prefixes a Python may report as its own that are never bound whole: hierarchies
+/// shared with other software (`make install` defaults to `/usr/local`), so a Python there
+/// gets the per-directory layout. See [`own_prefix`] for the other refusals.
+const SHARED_PREFIXES: [&str; 4] = ["/", "/usr", "/usr/local", "/opt"];
 
-/// Asks Python where it lives and what it is: `sys.executable`, the version, and the
-/// directories of its standard library and install scheme (run with `-I -S`, so `sys.path`
-/// holds only the interpreter's own entries).
+/// Asks Python where it lives and what it is: `sys.executable`, the version, its install
+/// prefix, and the directories of its standard library and install scheme (run with `-I -S`,
+/// so `sys.path` holds only the interpreter's own entries).
 const PYTHON_PROBE: &str = "import sys, sysconfig, json
 p = sysconfig.get_paths()
 d = [p[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib') if k in p]
 print(json.dumps({'executable': sys.executable,
                   'version': '%d.%d.%d' % sys.version_info[:3],
+                  'base_prefix': sys.base_prefix,
                   'dirs': d + [e for e in sys.path if e]}))";
 const NODE_PROBE: &str =
     "console.log(JSON.stringify({executable: process.execPath, version: process.version}))";
@@ -225,7 +269,7 @@ pub fn resolve_executable(exe: &Executable, cache_dir: &Path) -> Result<HostProg
     }
     let mut plan = Plan::default();
     let program = plan.program(&found, MAX_SHEBANG_DEPTH)?;
-    let (mounts, exec) = plan.finish()?;
+    let Planned { mounts, exec, .. } = plan.finish()?;
     let entry = Entry {
         program,
         version: String::new(),
@@ -314,7 +358,7 @@ fn discover_with(
     if let Some(hit) = cache_lookup(&cache_path, &key) {
         return Ok(hit.into_interpreter(runtime));
     }
-    let entry = inspect(runtime, &found, env)?;
+    let (entry, covered) = inspect(runtime, &found, env, cache_dir)?;
     let mut watched: Vec<PathBuf> = vec![found.clone()];
     if probed && !is_elf(&found) {
         // A shim picks a version from files we cannot list in general; these are pyenv's
@@ -323,6 +367,10 @@ fn discover_with(
             watched.push(root.join("version"));
         }
         watched.push(PathBuf::from("/.python-version"));
+    }
+    // What a bound install prefix stands for is stamped as if it were bound.
+    for path in covered {
+        push_unique(&mut watched, path);
     }
     cache_store(cache_dir, &cache_path, key, &entry, watched)?;
     Ok(entry.into_interpreter(runtime))
@@ -384,8 +432,14 @@ fn locate(runtime: Runtime, env: &HostEnv) -> Result<PathBuf, RuntimeError> {
     }
 }
 
-/// The slow part: probe the program, resolve it, list its libraries.
-fn inspect(runtime: Runtime, found: &Path, env: &HostEnv) -> Result<Entry, RuntimeError> {
+/// The slow part: probe the program, resolve it, list its libraries. Returns the entry and the
+/// paths a bound install prefix stands for (see [`Planned::covered`]).
+fn inspect(
+    runtime: Runtime,
+    found: &Path,
+    env: &HostEnv,
+    cache_dir: &Path,
+) -> Result<(Entry, Vec<PathBuf>), RuntimeError> {
     let mut plan = Plan::default();
     let (program, version) = match runtime {
         Runtime::Python3 => {
@@ -411,6 +465,14 @@ fn inspect(runtime: Runtime, found: &Path, env: &HostEnv) -> Result<Entry, Runti
             // `stdlib` and `platstdlib` are often one dir, and `purelib` lies inside it: walk
             // each tree once.
             dirs.sort();
+            dirs.dedup();
+            plan.top_level.clone_from(&dirs);
+            let home = env
+                .probe
+                .iter()
+                .find(|(k, _)| k == "HOME")
+                .map(|(_, v)| Path::new(v));
+            plan.prefix = own_prefix(&report.base_prefix, &program, home, cache_dir);
             let mut walked: Vec<PathBuf> = Vec::new();
             for dir in dirs {
                 if !walked.iter().any(|w| dir.starts_with(w)) {
@@ -441,13 +503,56 @@ fn inspect(runtime: Runtime, found: &Path, env: &HostEnv) -> Result<Entry, Runti
         }
         Runtime::Wasm => return Err(RuntimeError::NoHostInterpreter { runtime }),
     };
-    let (mounts, exec) = plan.finish()?;
-    Ok(Entry {
+    let Planned {
+        mounts,
+        exec,
+        covered,
+    } = plan.finish()?;
+    let entry = Entry {
         program,
         version,
         mounts,
         exec,
-    })
+    };
+    Ok((entry, covered))
+}
+
+/// The canonical install prefix to bind whole for a Python whose `sys.base_prefix` is
+/// `base_prefix` and whose program is `program` (canonical), or `None` for the per-directory
+/// layout. It is the interpreter's own install when, canonical, it holds the program, is none of
+/// [`SHARED_PREFIXES`], not named `.local` (`~/.local` also holds the user's application data,
+/// keyrings included), and holds neither the caller's home directory nor `cache_dir`
+/// (skillcell's own state).
+fn own_prefix(
+    base_prefix: &str,
+    program: &Path,
+    home: Option<&Path>,
+    cache_dir: &Path,
+) -> Option<PathBuf> {
+    let prefix = Path::new(base_prefix);
+    if !prefix.is_absolute() {
+        return None;
+    }
+    // Canonical (the links on the way are not needed in the cell: Python finds its prefix from
+    // its canonical program), and UTF-8.
+    let prefix = Layout::default().trace(prefix).ok()?;
+    let canonical = |p: &Path| {
+        fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_owned())
+    };
+    let home = home.map(canonical);
+    is_own_prefix(&prefix, program, home.as_deref(), &canonical(cache_dir)).then_some(prefix)
+}
+
+/// The rule of [`own_prefix`], on canonical paths.
+fn is_own_prefix(prefix: &Path, program: &Path, home: Option<&Path>, cache_dir: &Path) -> bool {
+    program.starts_with(prefix)
+        && program != prefix
+        && !SHARED_PREFIXES.iter().any(|s| prefix == Path::new(s))
+        && prefix.file_name() != Some(OsStr::new(".local"))
+        && !home.is_some_and(|h| h.starts_with(prefix))
+        && !cache_dir.starts_with(prefix)
 }
 
 /// What a probed interpreter says about itself.
@@ -455,6 +560,9 @@ fn inspect(runtime: Runtime, found: &Path, env: &HostEnv) -> Result<Entry, Runti
 struct ProbeReport {
     executable: String,
     version: String,
+    /// Python's `sys.base_prefix` (empty for Node).
+    #[serde(default)]
+    base_prefix: String,
     #[serde(default)]
     dirs: Vec<String>,
 }
@@ -715,8 +823,25 @@ struct Plan {
     objects: Vec<PathBuf>,
     /// Extension modules: their libraries are bound when found; one that cannot load (an
     /// optional library not installed, another architecture) fails on the host too, so it does
-    /// not fail discovery.
+    /// not fail discovery. The modules of [`SKIPPED_MODULES`] are not listed.
     modules: Vec<PathBuf>,
+    /// Python: the canonical directories on `sys.path` and of its install scheme, whose
+    /// modules are the top-level ones [`SKIPPED_MODULES`] names.
+    top_level: Vec<PathBuf>,
+    /// Python: its own install prefix (see [`own_prefix`]), bound whole at the end in place of
+    /// everything beneath it.
+    prefix: Option<PathBuf>,
+}
+
+/// What a [`Plan`] comes to.
+struct Planned {
+    /// Sorted; see the module documentation.
+    mounts: Vec<Mount>,
+    exec: Vec<String>,
+    /// The paths a bound install prefix stands for (the program, `libpython`, the Python
+    /// directories, those holding extension modules): not mounted on their own, but watched by
+    /// the cache as if they were.
+    covered: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -807,7 +932,9 @@ impl Plan {
                     && is_elf(&path)
                 {
                     holds_object = true;
-                    push_unique(&mut self.modules, path);
+                    if skipped_module(&path, &self.top_level).is_none() {
+                        push_unique(&mut self.modules, path);
+                    }
                 }
             }
             if holds_object {
@@ -817,9 +944,9 @@ impl Plan {
         Ok(())
     }
 
-    /// Lists the libraries of every object, binds them, and returns the sorted mounts and the
-    /// exec list.
-    fn finish(mut self) -> Result<(Vec<Mount>, Vec<String>), RuntimeError> {
+    /// Lists the libraries of every object, binds them, binds the install prefix if there is
+    /// one, and returns the sorted mounts, the exec list and what the prefix stands for.
+    fn finish(mut self) -> Result<Planned, RuntimeError> {
         if !self.objects.is_empty() || !self.modules.is_empty() {
             let mut libs = ldd(&self.objects, true)?;
             libs.extend(ldd(&self.modules, false)?);
@@ -833,13 +960,43 @@ impl Plan {
                 self.layout.bind(canonical, false, false);
             }
         }
+        let mut covered = Vec::new();
+        if let Some(prefix) = self.prefix.take() {
+            covered = self
+                .layout
+                .binds
+                .keys()
+                .filter(|p| p.starts_with(&prefix) && **p != prefix)
+                .cloned()
+                .collect();
+            self.layout.bind(prefix, true, true);
+        }
         let exec = self
             .exec
             .iter()
             .map(|p| utf8(p).map(str::to_owned))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((self.layout.into_mounts(), exec))
+        Ok(Planned {
+            mounts: self.layout.into_mounts(),
+            exec,
+            covered,
+        })
     }
+}
+
+/// The reason `module`, an extension module's canonical path, is one of [`SKIPPED_MODULES`]:
+/// it lies directly in one of the `top_level` directories, and its name (the file name up to
+/// the first `.`: `_tkinter.cpython-311-x86_64-linux-gnu.so` is `_tkinter`) is listed.
+fn skipped_module(module: &Path, top_level: &[PathBuf]) -> Option<&'static str> {
+    let dir = module.parent()?;
+    if !top_level.iter().any(|d| d == dir) {
+        return None;
+    }
+    let name = module.file_name()?.to_str()?.split('.').next()?;
+    SKIPPED_MODULES
+        .iter()
+        .find(|(m, _)| *m == name)
+        .map(|(_, why)| *why)
 }
 
 fn push_unique(list: &mut Vec<PathBuf>, path: PathBuf) {
@@ -1587,6 +1744,132 @@ mod tests {
         fs::canonicalize(lib).expect("canonical")
     }
 
+    /// What a Python says of its install: `sys.base_prefix`, the `stdlib` directory and where
+    /// its extension modules are (`DESTSHARED`: `lib-dynload`), canonical; and whether it
+    /// imports `_tkinter` and `nis` on the host.
+    struct HostPython {
+        base_prefix: PathBuf,
+        stdlib: PathBuf,
+        dynload: PathBuf,
+        tkinter: bool,
+        nis: bool,
+    }
+
+    fn host_python(program: &Path) -> HostPython {
+        let out = Command::new(program)
+            .args([
+                "-I",
+                "-S",
+                "-W",
+                "ignore",
+                "-c",
+                "import sys, sysconfig, importlib\n\
+                 print(sys.base_prefix)\n\
+                 print(sysconfig.get_paths()['stdlib'])\n\
+                 print(sysconfig.get_config_var('DESTSHARED'))\n\
+                 for m in ('_tkinter', 'nis'):\n\
+                 \ttry:\n\
+                 \t\timportlib.import_module(m)\n\
+                 \t\tprint('yes')\n\
+                 \texcept ImportError:\n\
+                 \t\tprint('no')",
+            ])
+            .env_clear()
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        let canonical = |p: &str| fs::canonicalize(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        HostPython {
+            base_prefix: canonical(lines[0]),
+            stdlib: canonical(lines[1]),
+            dynload: canonical(lines[2]),
+            tkinter: lines[3] == "yes",
+            nis: lines[4] == "yes",
+        }
+    }
+
+    /// The innermost System mount that shows `path` (the path itself or a directory above it).
+    fn provider<'a>(binds: &[(&'a Path, bool)], path: &Path) -> Option<(&'a Path, bool)> {
+        binds
+            .iter()
+            .filter(|(p, _)| path.starts_with(p))
+            .max_by_key(|(p, _)| p.components().count())
+            .copied()
+    }
+
+    /// The per-directory layout or the prefix bound whole, each where it belongs, and no
+    /// library that only a skipped module needs.
+    fn check_python_layout(py: &Interpreter, cache_dir: &Path) {
+        check_layout(&py.mounts);
+        let host = host_python(&py.program);
+        let binds = system(&py.mounts);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let own = own_prefix(
+            utf8(&host.base_prefix).expect("utf8"),
+            &py.program,
+            home.as_deref(),
+            cache_dir,
+        );
+        if let Some(prefix) = &own {
+            // One bind, exec, shows the program, the stdlib and lib-dynload; nothing beneath it
+            // has a mount of its own (check_layout: only what adds exec could, and it has all).
+            assert_eq!(prefix, &host.base_prefix);
+            for path in [&py.program, &host.stdlib, &host.dynload] {
+                assert_eq!(
+                    provider(&binds, path),
+                    Some((prefix.as_path(), true)),
+                    "{} through the prefix",
+                    path.display()
+                );
+            }
+            assert!(
+                !py.mounts
+                    .iter()
+                    .any(|m| Path::new(&m.target).starts_with(prefix)
+                        && Path::new(&m.target) != prefix),
+                "a mount beneath the bound prefix"
+            );
+        } else {
+            // The standard library noexec, lib-dynload exec on top.
+            assert_eq!(
+                provider(&binds, &host.stdlib),
+                Some((host.stdlib.as_path(), false)),
+                "stdlib bound noexec"
+            );
+            assert_eq!(
+                provider(&binds, &host.dynload).map(|(_, exec)| exec),
+                Some(true),
+                "lib-dynload bound exec"
+            );
+            assert_eq!(
+                provider(&binds, &py.program),
+                Some((py.program.as_path(), true))
+            );
+        }
+        // No directory as broad as /usr, /usr/lib or /usr/local; a prefix only when it is the
+        // interpreter's own.
+        for (p, _) in &binds {
+            assert!(
+                !p.is_dir() || p.components().count() > 3 || own.as_deref() == Some(*p),
+                "too broad: {}",
+                p.display()
+            );
+            assert!(
+                !SHARED_PREFIXES.iter().any(|s| Path::new(s) == *p),
+                "shared prefix bound: {}",
+                p.display()
+            );
+            // Only `_tkinter` (Tk, X11) and `nis` (libnsl, Kerberos) need these.
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = name.unwrap_or_default();
+            for only_skipped in ["libtk", "libtcl", "libX11", "libxcb", "libnsl", "libkrb5"] {
+                assert!(!name.starts_with(only_skipped), "bound: {}", p.display());
+            }
+        }
+    }
+
     #[test]
     fn python3_is_found_with_libc_the_loader_and_its_stdlib() {
         let py = python();
@@ -1599,7 +1882,11 @@ mod tests {
         assert!(is_elf(&py.program));
         check_layout(&py.mounts);
         let binds = system(&py.mounts);
-        assert!(binds.contains(&(py.program.as_path(), true)));
+        // Bound exec, on its own or through its install prefix.
+        assert_eq!(
+            provider(&binds, &py.program).map(|(_, exec)| exec),
+            Some(true)
+        );
         let libc = host_lib(&py.program, "libc.so");
         assert!(binds.contains(&(libc.as_path(), true)), "libc {libc:?}");
         // The loader: bound exec, and allowed to execve.
@@ -1617,25 +1904,38 @@ mod tests {
             [utf8(&py.program).expect("utf8"), utf8(&ld).expect("utf8")]
         );
         assert!(binds.contains(&(Path::new(LD_SO_CACHE), false)));
-        // The standard library, noexec, and lib-dynload inside it exec.
-        let stdlib = binds
-            .iter()
-            .find(|(p, exec)| !exec && p.join("os.py").is_file())
-            .expect("a stdlib dir with os.py");
-        assert!(
-            binds
-                .iter()
-                .any(|(p, exec)| *exec && p.starts_with(stdlib.0) && p.ends_with("lib-dynload"))
-                || !stdlib.0.join("lib-dynload").exists(),
-            "lib-dynload bound exec"
-        );
-        // No directory as broad as /usr or /usr/lib.
-        for (p, _) in &binds {
-            assert!(
-                !p.is_dir() || p.components().count() > 3,
-                "too broad: {}",
-                p.display()
+        let cache = tempfile::tempdir().expect("tempdir");
+        check_python_layout(&py, cache.path());
+        eprintln!("{} mounts, {} binds", py.mounts.len(), binds.len());
+    }
+
+    #[test]
+    fn a_bound_prefix_is_watched_as_what_it_stands_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let py = discover(Runtime::Python3, dir.path()).expect("python");
+        let host = host_python(&py.program);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let base = utf8(&host.base_prefix).expect("utf8");
+        let Some(prefix) = own_prefix(base, &py.program, home.as_deref(), dir.path()) else {
+            eprintln!(
+                "{} is not in a prefix of its own; nothing to check",
+                py.version
             );
+            return;
+        };
+        let file = read_cache(&dir.path().join(CACHE_FILE)).expect("cache");
+        let entry = file.entries.first().expect("entry");
+        assert_eq!(
+            entry
+                .mounts
+                .iter()
+                .filter(|(t, _)| Path::new(t) == prefix)
+                .count(),
+            1
+        );
+        // The program, the standard library and lib-dynload are stamped, though not bound.
+        for path in [&py.program, &host.stdlib, &host.dynload] {
+            assert!(entry.watched.contains(path), "{} watched", path.display());
         }
     }
 
@@ -2028,12 +2328,24 @@ mod tests {
                 probe: vec![("PATH".into(), "/usr/bin:/bin".into())],
             };
             let py = discover_with(Runtime::Python3, dir.path(), &env).expect("system python");
-            eprintln!("{} at {}", py.version, py.program.display());
-            check_layout(&py.mounts);
+            let binds = system(&py.mounts);
+            eprintln!(
+                "{} at {}: {} mounts, {} binds",
+                py.version,
+                py.program.display(),
+                py.mounts.len(),
+                binds.len()
+            );
+            check_python_layout(&py, dir.path());
             assert_eq!(
                 py.program,
                 fs::canonicalize(system_python).expect("canonical")
             );
+            // Debian's prefix is /usr: the per-directory layout.
+            if host_python(&py.program).base_prefix == Path::new("/usr") {
+                assert!(binds.contains(&(py.program.as_path(), true)));
+                assert!(!binds.iter().any(|(p, _)| *p == Path::new("/usr")));
+            }
         }
         let env = HostEnv {
             python: Some("/nonexistent/python3".into()),
@@ -2225,6 +2537,107 @@ mod tests {
     }
 
     #[test]
+    fn an_install_prefix_is_bound_whole_only_when_it_is_the_interpreters_own() {
+        let home = Some(Path::new("/home/alice"));
+        let cache = Path::new("/home/alice/.local/share/skillcell/run");
+        for (prefix, program, own) in [
+            (
+                "/home/alice/.pyenv/versions/3.11.7",
+                "/home/alice/.pyenv/versions/3.11.7/bin/python3.11",
+                true,
+            ),
+            ("/opt/python3.12", "/opt/python3.12/bin/python3.12", true),
+            (
+                "/usr/local/python3.12",
+                "/usr/local/python3.12/bin/python3.12",
+                true,
+            ),
+            // Shared hierarchies.
+            ("/usr", "/usr/bin/python3.11", false),
+            ("/", "/python3", false),
+            ("/usr/local", "/usr/local/bin/python3.12", false),
+            ("/opt", "/opt/bin/python3", false),
+            // The user's prefix, with their application data.
+            (
+                "/home/alice/.local",
+                "/home/alice/.local/bin/python3.12",
+                false,
+            ),
+            // The home directory itself, or above it.
+            ("/home/alice", "/home/alice/bin/python3", false),
+            ("/home", "/home/py/bin/python3", false),
+            // The program elsewhere (a venv made with --copies), or a prefix that is a
+            // sibling with a longer name.
+            ("/opt/py", "/srv/venv/bin/python3", false),
+            ("/opt/py", "/opt/py3/bin/python3", false),
+            ("/opt/py/bin/python3", "/opt/py/bin/python3", false),
+        ] {
+            assert_eq!(
+                is_own_prefix(Path::new(prefix), Path::new(program), home, cache),
+                own,
+                "{prefix} for {program}"
+            );
+        }
+        // The prefix holding skillcell's own state.
+        assert!(!is_own_prefix(
+            Path::new("/srv/py"),
+            Path::new("/srv/py/bin/python3"),
+            None,
+            Path::new("/srv/py/skillcell/run"),
+        ));
+        let tmp = Path::new("/tmp");
+        assert_eq!(own_prefix("", Path::new("/x/bin/py"), None, tmp), None);
+        assert_eq!(
+            own_prefix("relative", Path::new("relative/py"), None, tmp),
+            None
+        );
+        assert_eq!(
+            own_prefix(
+                "/nonexistent/prefix",
+                Path::new("/nonexistent/prefix/py"),
+                None,
+                tmp
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn only_the_listed_top_level_modules_are_skipped() {
+        let top = [PathBuf::from("/p/lib-dynload"), PathBuf::from("/p/site")];
+        for (module, skipped) in [
+            (
+                "/p/lib-dynload/_tkinter.cpython-311-x86_64-linux-gnu.so",
+                true,
+            ),
+            ("/p/lib-dynload/nis.cpython-311-x86_64-linux-gnu.so", true),
+            ("/p/lib-dynload/_tkinter.so", true),
+            ("/p/site/nis.abi3.so", true),
+            ("/p/lib-dynload/zlib.cpython-311-x86_64-linux-gnu.so", false),
+            (
+                "/p/lib-dynload/_tkinter_ext.cpython-311-x86_64-linux-gnu.so",
+                false,
+            ),
+            ("/p/lib-dynload/nisx.so", false),
+            // In a package, not the standard library's module.
+            (
+                "/p/site/pkg/_tkinter.cpython-311-x86_64-linux-gnu.so",
+                false,
+            ),
+            ("/q/_tkinter.so", false),
+        ] {
+            assert_eq!(
+                skipped_module(Path::new(module), &top).is_some(),
+                skipped,
+                "{module}"
+            );
+        }
+        for (name, why) in SKIPPED_MODULES {
+            assert!(!name.contains('.') && why.len() > 20, "{name}: {why}");
+        }
+    }
+
+    #[test]
     fn layout_orders_parents_first_and_drops_what_a_directory_provides() {
         let mut layout = Layout::default();
         layout.bind("/p/lib/python3/lib-dynload/x.so".into(), false, true);
@@ -2370,47 +2783,98 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_listed_mounts_are_enough_to_run_each_interpreter() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let py = discover(Runtime::Python3, dir.path()).expect("python");
+    /// Imports that must work in a cell, and the skipped modules that must not.
+    const PYTHON_CHECK: &str = "\
+         import json, ssl, sqlite3, zlib, ctypes, hashlib, decimal, lzma, bz2\n\
+         import datetime, socket, select, struct, uuid, pyexpat, unicodedata, csv\n\
+         ctypes.CDLL(None)\n\
+         sqlite3.connect(':memory:').execute('select 1')\n\
+         lzma.compress(b'x'); bz2.compress(b'x'); zlib.compress(b'x')\n\
+         for name in ('_tkinter', 'nis'):\n\
+         \ttry:\n\
+         \t\t__import__(name)\n\
+         \texcept ImportError as e:\n\
+         \t\tprint('no', name, e)\n\
+         \telse:\n\
+         \t\traise SystemExit(name + ' imported: its libraries were bound')\n\
+         print('python ok', ssl.OPENSSL_VERSION)";
+
+    /// Runs [`PYTHON_CHECK`] and `site` with only `py`'s mounts, and the control: the same root
+    /// with lib-dynload `noexec` cannot load an extension module, so the root really enforced
+    /// `noexec`, and `exec: true` is what made the rest work.
+    fn assert_python_runs(py: &Interpreter) {
         let program = py.program.to_str().expect("utf8");
-        assert_runs(
-            &py.mounts,
-            &[
-                program,
-                "-I",
-                "-S",
-                "-c",
-                "import json, ssl, sqlite3, zlib, ctypes, hashlib, decimal, lzma, bz2\n\
-                 ctypes.CDLL(None)\n\
-                 sqlite3.connect(':memory:').execute('select 1')\n\
-                 print('python ok', ssl.OPENSSL_VERSION)",
-            ],
-            "python ok",
+        let host = host_python(&py.program);
+        let out = run_in_root(&py.mounts, &[program, "-I", "-S", "-c", PYTHON_CHECK]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("python ok") && out.stderr.is_empty(),
+            "{} in a root of only its mounts: {}\nstdout: {stdout}\nstderr: {}",
+            py.version,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         );
-        // The control: the same root with lib-dynload noexec cannot load an extension module,
-        // so the root above really enforced noexec, and `exec: true` is what made it work.
-        let mut noexec = py.mounts.clone();
-        for m in &mut noexec {
-            if let MountKind::System { host, exec } = &mut m.kind
-                && host.ends_with("lib-dynload")
-            {
-                *exec = false;
+        // A skipped module that imports on the host fails for want of its libraries: proof
+        // that they were left out, and not that the module is missing.
+        for (name, on_host) in [("_tkinter", host.tkinter), ("nis", host.nis)] {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("no {name} ")))
+                .unwrap_or_else(|| panic!("no line for {name}: {stdout}"));
+            eprintln!("{} in a cell: {line}", py.version);
+            if on_host {
+                assert!(
+                    line.contains("cannot open shared object file"),
+                    "{name} imports on the host, and fails otherwise in a cell: {line}"
+                );
             }
         }
-        if noexec != py.mounts {
-            let out = run_in_root(&noexec, &[program, "-I", "-S", "-c", "import zlib"]);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "zlib loaded from a noexec mount");
-            assert!(stderr.contains("failed to map segment"), "{stderr}");
-        }
+
+        let dynload = utf8(&host.dynload).expect("utf8").to_owned();
+        let mut noexec: Vec<Mount> = py
+            .mounts
+            .iter()
+            .filter(|m| m.target != dynload)
+            .cloned()
+            .collect();
+        noexec.push(Mount {
+            target: dynload.clone(),
+            kind: MountKind::System {
+                host: host.dynload.clone(),
+                exec: false,
+            },
+        });
+        noexec.sort_by(|a, b| Path::new(&a.target).cmp(Path::new(&b.target)));
+        let out = run_in_root(&noexec, &[program, "-I", "-S", "-c", "import _ctypes"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "_ctypes loaded from a noexec mount");
+        assert!(stderr.contains("failed to map segment"), "{stderr}");
+
         // With `site`, so site-packages and its .pth files load too.
         assert_runs(
             &py.mounts,
             &[program, "-I", "-c", "import site; print('site ok')"],
             "site ok",
         );
+    }
+
+    #[test]
+    fn the_listed_mounts_are_enough_to_run_each_interpreter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let py = discover(Runtime::Python3, dir.path()).expect("python");
+        assert_python_runs(&py);
+        // The distribution's Python, where it differs from the one on PATH (pyenv): the
+        // per-directory layout.
+        let system_python = Path::new("/usr/bin/python3");
+        if system_python.exists() && fs::canonicalize(system_python).ok() != Some(py.program) {
+            let env = HostEnv {
+                python: Some(system_python.into()),
+                path: Some("/nonexistent".into()),
+                probe: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            };
+            let py = discover_with(Runtime::Python3, dir.path(), &env).expect("system python");
+            assert_python_runs(&py);
+        }
 
         let bash = discover(Runtime::Bash, dir.path()).expect("bash");
         let program = bash.program.to_str().expect("utf8");
