@@ -161,8 +161,8 @@ pub fn run(home: &Home, args: &RunArgs<'_>, json: bool) -> Result<u8, Failure> {
             .run(
                 cell,
                 &request,
-                &mut std::io::stdout().lock(),
-                &mut std::io::stderr().lock(),
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
             )
             .map_err(exec_failure)?;
         explain(&o.report, args.report);

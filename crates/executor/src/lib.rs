@@ -174,6 +174,18 @@ impl Executor {
                 Some(tree_hash),
             ));
         }
+        // The registry row is read-only to the executor, but not to whoever else can write the
+        // data dir: the contract that runs must be the one whose hash was recorded.
+        if version.contract.digest() != version.contract_hash {
+            return Err((
+                "tampered",
+                format!(
+                    "its contract in the registry no longer matches its contract hash {}; run `skillcell verify`",
+                    version.contract_hash.short()
+                ),
+                Some(tree_hash),
+            ));
+        }
         let dir = self.home.tree_dir(&tree_hash);
         let started = Instant::now();
         let actual = tree::hash_dir(&dir).map(|l| l.hash);

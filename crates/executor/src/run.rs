@@ -76,6 +76,19 @@ pub enum PlanError {
     },
     #[error("`--path {name}=…` was given but the contract has no ${name} grant")]
     UnusedPlaceholder { name: String },
+    #[error(
+        "the grant {grant} ({path}) {how} skillcell's data dir {data}: a skill could read or rewrite the registry, the audit trail or other skills; grant a directory that does not overlap it"
+    )]
+    GrantCoversDataDir {
+        grant: String,
+        path: PathBuf,
+        how: &'static str,
+        data: PathBuf,
+    },
+    #[error(
+        "the executable {exe} lies inside the write grant {grant}: one run could rewrite what the next one may execute"
+    )]
+    ExecInWriteGrant { exe: PathBuf, grant: String },
     #[error(transparent)]
     Runtime(#[from] runtimes::RuntimeError),
 }
@@ -90,6 +103,8 @@ impl PlanError {
             Self::MissingPlaceholder { .. } => "missing_placeholder",
             Self::BadPlaceholder { .. } => "bad_placeholder",
             Self::UnusedPlaceholder { .. } => "unused_placeholder",
+            Self::GrantCoversDataDir { .. } => "grant_covers_data_dir",
+            Self::ExecInWriteGrant { .. } => "exec_in_write_grant",
             Self::Runtime(_) => "runtime_unavailable",
         }
     }
@@ -99,7 +114,9 @@ impl PlanError {
 /// directory on sys.path) and writes no bytecode (-B). This bootstrap then puts the script's
 /// directory on sys.path with an importer that compiles the skill's modules from their source
 /// and never loads a `.pyc` or a native module from the skill folder: the bytes that run are
-/// the approved source. The script itself runs as `__main__` through runpy.
+/// the approved source. The script itself is read and compiled as source (a file that is really
+/// bytecode or a zip archive fails to compile: runpy would have run it) and executed in a fresh
+/// `__main__` module.
 const PYTHON_BOOT: &str = "\
 import sys, importlib.machinery as m
 class _SourceOnly(m.SourceFileLoader):
@@ -117,8 +134,15 @@ _script = sys.argv[2]
 sys.argv = sys.argv[2:]
 sys.path.insert(0, _script.rsplit('/', 1)[0])
 del m, _SourceOnly, _skill_finder, _skill_hook
-import runpy
-runpy.run_path(_script, run_name='__main__')
+import types
+with open(_script, 'rb') as _f:
+    _code = compile(_f.read(), _script, 'exec', dont_inherit=True)
+_main = types.ModuleType('__main__')
+_main.__file__ = _script
+_main.__builtins__ = __builtins__
+sys.modules['__main__'] = _main
+del types, _f
+exec(_code, _main.__dict__)
 ";
 
 /// Builds the cell spec for `request` against the resolved version. Pure apart from reading
@@ -128,6 +152,7 @@ pub fn plan(
     contract: &Contract,
     request: &RunRequest,
     cache_dir: &Path,
+    data_dir: &Path,
     hostname: String,
 ) -> Result<(CellSpec, Runtime, String), PlanError> {
     let script = match (&request.script, &contract.entry) {
@@ -160,9 +185,27 @@ pub fn plan(
     }
     let interpreter: Interpreter = runtimes::discover(runtime, cache_dir)?;
     let mut system_lists: Vec<Vec<Mount>> = vec![interpreter.mounts.clone(), merged_usr_links()];
+    let (grant_mounts, placeholder_env) = grant_mounts(contract, &request.placeholders)?;
+    check_grants(&grant_mounts, data_dir)?;
     let mut exec = interpreter.exec.clone();
     for e in &contract.exec {
         let p = runtimes::resolve_executable(e, cache_dir)?;
+        for g in &grant_mounts {
+            if let MountKind::Grant {
+                base,
+                rest,
+                writable: true,
+            } = &g.kind
+            {
+                let host = base.join(rest);
+                if p.program.starts_with(&host) {
+                    return Err(PlanError::ExecInWriteGrant {
+                        exe: p.program,
+                        grant: g.target.clone(),
+                    });
+                }
+            }
+        }
         system_lists.push(p.mounts);
         exec.extend(p.exec);
     }
@@ -192,7 +235,6 @@ pub fn plan(
         ("LANG".into(), "C.UTF-8".into()),
         ("TMPDIR".into(), SCRATCH_DIR.into()),
     ];
-    let (grant_mounts, placeholder_env) = grant_mounts(contract, &request.placeholders)?;
     mounts.extend(grant_mounts);
     env.extend(placeholder_env);
     for name in &contract.env {
@@ -341,6 +383,34 @@ fn runtime_of(host_script: &Path, script: &str) -> Result<Runtime, PlanError> {
     }
 }
 
+/// Refuses grants that overlap skillcell's data dir, either way: a write grant over it would
+/// let a skill rewrite its own contract in the registry or the audit trail, a read grant
+/// would show it other skills and the trail.
+fn check_grants(grants: &[Mount], data_dir: &Path) -> Result<(), PlanError> {
+    let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    for g in grants {
+        let MountKind::Grant { base, rest, .. } = &g.kind else {
+            continue;
+        };
+        let joined = base.join(rest);
+        let host = fs::canonicalize(&joined).unwrap_or(joined);
+        let how = if data.starts_with(&host) {
+            "contains"
+        } else if host.starts_with(&data) {
+            "lies inside"
+        } else {
+            continue;
+        };
+        return Err(PlanError::GrantCoversDataDir {
+            grant: g.target.clone(),
+            path: host,
+            how,
+            data,
+        });
+    }
+    Ok(())
+}
+
 /// Environment variables as name/value pairs.
 type EnvPairs = Vec<(String, String)>;
 
@@ -441,8 +511,8 @@ impl Executor {
         &self,
         cell: PreparedCell,
         request: &RunRequest,
-        out: &mut dyn Write,
-        err: &mut dyn Write,
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
     ) -> Result<RunOutcome, ExecError> {
         let resolved = self.resolve(&request.name)?;
         let contract = resolved.version.contract.clone();
@@ -452,6 +522,7 @@ impl Executor {
             &contract,
             request,
             &self.home().run_dir(),
+            self.home().root(),
             random_hostname(),
         );
         let (spec, runtime, script) = match planned {

@@ -4,7 +4,8 @@
 //! kernel knows, TCP bind and connect, and the signal and abstract-unix-socket scopes; then
 //! allows only: reading everything mounted in the cell (the mounts are the first filter),
 //! executing the files in [`CellSpec::exec`] (this is the exec allowlist: the kernel checks
-//! `EXECUTE` on every execve, and on the ELF interpreter it loads), writing the writable mounts,
+//! `EXECUTE` on every execve, and on the ELF interpreter it loads), writing the scratch tmpfs,
+//! writing files and directories (no FIFOs, sockets, devices or symlinks) in write grants,
 //! and reading/writing the five device nodes. No TCP rule at all: bind and connect are denied
 //! (the egress proxy will add its one port).
 
@@ -24,6 +25,15 @@ pub fn restrict(spec: &CellSpec) -> Result<&'static str, String> {
     let fs_all = AccessFs::from_all(TARGET_ABI);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let write = fs_all & !BitFlags::from(AccessFs::Execute);
+    // A write grant is a host directory the caller (or the caller's agent) uses after the run:
+    // no FIFOs (a reader hangs), sockets, device nodes, or symlinks (`summary.md ->
+    // ~/.ssh/id_rsa`, followed later by whoever reads the file) may be left there.
+    let grant_write = write
+        & !(AccessFs::MakeFifo
+            | AccessFs::MakeSock
+            | AccessFs::MakeChar
+            | AccessFs::MakeBlock
+            | AccessFs::MakeSym);
     let err = |what: &str| {
         let what = what.to_owned();
         move |e: landlock::RulesetError| format!("{what}: {e}")
@@ -43,11 +53,12 @@ pub fn restrict(spec: &CellSpec) -> Result<&'static str, String> {
         grants.push((p.clone(), AccessFs::Execute | AccessFs::ReadFile));
     }
     for m in &spec.mounts {
-        if matches!(
-            m.kind,
-            MountKind::Tmpfs { .. } | MountKind::Grant { writable: true, .. }
-        ) {
-            grants.push((m.target.clone(), write));
+        match m.kind {
+            MountKind::Tmpfs { .. } => grants.push((m.target.clone(), write)),
+            MountKind::Grant { writable: true, .. } => {
+                grants.push((m.target.clone(), grant_write));
+            }
+            _ => {}
         }
     }
     for d in DEVICES {

@@ -404,9 +404,11 @@ impl CellSys for LinuxCell {
             .map_err(|e| StepError::io("devices", format!("open {path}"), e))?;
             let tree = sys::clone_tree(fd.as_raw_fd())
                 .map_err(|e| StepError::io("devices", format!("clone {path}"), e))?;
+            // Read-only: the device still reads and writes, but its inode (the host's own,
+            // owned by the cell's uid outside when the caller is root) cannot be chmod'ed.
             sys::set_mount_attrs(
                 tree.as_raw_fd(),
-                sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+                sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
                 0,
             )
             .map_err(|e| StepError::io("devices", format!("set flags on {path}"), e))?;
@@ -585,7 +587,7 @@ impl CellSys for LinuxCell {
     fn set_rlimits(&mut self, spec: &CellSpec) -> Result<(), StepError> {
         let l = &spec.limits;
         let cpu_s = l.cpu_ms.div_ceil(1000).max(1);
-        let table: [(libc::__rlimit_resource_t, &str, u64, u64); 6] = [
+        let table: [(libc::__rlimit_resource_t, &str, u64, u64); 11] = [
             // Soft limit sends SIGXCPU; the hard limit one second later kills for sure.
             (libc::RLIMIT_CPU, "RLIMIT_CPU", cpu_s, cpu_s + 1),
             (
@@ -603,6 +605,13 @@ impl CellSys for LinuxCell {
                 l.fsize_bytes,
             ),
             (libc::RLIMIT_CORE, "RLIMIT_CORE", 0, 0),
+            // Nothing else is inherited from the caller: no real-time scheduling (cpu.max does
+            // not throttle SCHED_FIFO), no raised priority, little locked memory and queues.
+            (libc::RLIMIT_RTPRIO, "RLIMIT_RTPRIO", 0, 0),
+            (libc::RLIMIT_RTTIME, "RLIMIT_RTTIME", 0, 0),
+            (libc::RLIMIT_NICE, "RLIMIT_NICE", 0, 0),
+            (libc::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 64 << 10, 64 << 10),
+            (libc::RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE", 0, 0),
         ];
         for (res, name, soft, hard) in table {
             sys::set_rlimit(res, soft, hard).map_err(|e| StepError::io("rlimits", name, e))?;

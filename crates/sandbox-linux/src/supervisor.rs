@@ -11,6 +11,7 @@
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use skillcell_sandbox::{
@@ -148,7 +149,12 @@ impl PreparedCell {
                 for fd in [spec_w, report_r, stdin_w, stdout_r, stderr_r] {
                     let _ = fd.into_raw_fd();
                 }
-                init_main(child_fds, programs, &join)
+                // A panic must never unwind into the caller's frames in this forked copy: it
+                // ends the init, and the supervisor reports a cell that could not be built.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    init_main(child_fds, programs, &join)
+                }));
+                sys::exit_now(125)
             }
             Forked::Parent(pid) => {
                 drop((spec_r, report_w, stdin_r, stdout_w, stderr_w));
@@ -210,12 +216,40 @@ impl PreparedCell {
 
     /// Sends the spec, feeds `stdin`, passes output through (each stream capped at
     /// `spec.limits.output_bytes`), and waits for the end of the run.
+    ///
+    /// `out` and `err` are written by two threads of their own, so a caller that does not
+    /// read its output never stalls the loop that enforces the wall clock and the CPU budget.
+    /// The run's report comes back once both have taken everything kept.
     pub fn run(
+        self,
+        spec: &CellSpec,
+        stdin: &[u8],
+        out: &mut (dyn Write + Send),
+        err: &mut (dyn Write + Send),
+    ) -> Result<EnforcementReport, CellError> {
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>();
+        let (err_tx, err_rx) = mpsc::channel::<Vec<u8>>();
+        std::thread::scope(|scope| {
+            fn drain(rx: mpsc::Receiver<Vec<u8>>, sink: &mut (dyn Write + Send)) {
+                for chunk in rx {
+                    // A sink that fails (a closed terminal) must not stop the draining.
+                    let _ = sink.write_all(&chunk);
+                }
+                let _ = sink.flush();
+            }
+            scope.spawn(move || drain(out_rx, out));
+            scope.spawn(move || drain(err_rx, err));
+            // Dropping the senders when `supervise` returns ends both writers.
+            self.supervise(spec, stdin, out_tx, err_tx)
+        })
+    }
+
+    fn supervise(
         mut self,
         spec: &CellSpec,
         stdin: &[u8],
-        out: &mut dyn Write,
-        err: &mut dyn Write,
+        out: mpsc::Sender<Vec<u8>>,
+        err: mpsc::Sender<Vec<u8>>,
     ) -> Result<EnforcementReport, CellError> {
         let started = Instant::now();
         if let Some(cg) = &self.cgroup {
@@ -309,17 +343,20 @@ impl PreparedCell {
                 self.mark("exited");
             }
             if pfds[1].revents != 0 {
-                stdout.pump(self.stdout_r.as_raw_fd(), &mut buf, out);
+                stdout.pump(self.stdout_r.as_raw_fd(), &mut buf, &out);
             }
             if pfds[2].revents != 0 {
-                stderr.pump(self.stderr_r.as_raw_fd(), &mut buf, err);
+                stderr.pump(self.stderr_r.as_raw_fd(), &mut buf, &err);
             }
             if pfds[3].revents != 0 {
                 while let Ok(n) = sys::read(self.report_r.as_raw_fd(), &mut buf) {
-                    if n == 0 || report.len() > 64 * 1024 {
+                    if n == 0 {
                         break;
                     }
-                    report.extend_from_slice(&buf[..n]);
+                    // Kept up to 64 KiB, drained beyond (so poll does not fire forever).
+                    if report.len() < 64 * 1024 {
+                        report.extend_from_slice(&buf[..n]);
+                    }
                 }
             }
             if pfds[4].revents != 0 {
@@ -337,8 +374,6 @@ impl PreparedCell {
         }
         let init_status = sys::wait(self.init, false).map_err(io_step("wait"))?;
         self.done = true;
-        let _ = out.flush();
-        let _ = err.flush();
         let wall_ms = started.elapsed().as_millis() as u64;
         Ok(self.finish(
             spec,
@@ -588,7 +623,7 @@ impl Stream {
         }
     }
 
-    fn pump(&mut self, fd: RawFd, buf: &mut [u8], sink: &mut dyn Write) {
+    fn pump(&mut self, fd: RawFd, buf: &mut [u8], sink: &mpsc::Sender<Vec<u8>>) {
         loop {
             match sys::read(fd, buf) {
                 Ok(0) => {
@@ -603,8 +638,8 @@ impl Stream {
                         self.truncated = true;
                     }
                     if keep > 0 {
-                        // A sink that fails (closed terminal) must not stop the draining.
-                        let _ = sink.write_all(&buf[..keep]);
+                        // The writer thread outlives the loop; a send cannot fail before.
+                        let _ = sink.send(buf[..keep].to_vec());
                         self.kept += keep;
                     }
                 }
@@ -692,8 +727,13 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
     }
     let skill = match sys::fork_single_threaded() {
         Ok(Forked::Child) => {
-            let e = launch::enter_and_exec(&mut cell, &spec);
-            fail(e.step, &e.message)
+            let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                launch::enter_and_exec(&mut cell, &spec)
+            }));
+            match e {
+                Ok(e) => fail(e.step, &e.message),
+                Err(_) => fail("exec", "the launch panicked before exec"),
+            }
         }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => fail("fork", &e.to_string()),
@@ -707,9 +747,23 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
         fail("capabilities", "the init could not drop its capabilities");
     }
     let mut skill_status = None;
+    // The supervisor kills the cell at the wall limit; should it be stuck, the init does it
+    // itself a second later.
+    let deadline = sys::monotonic_us().saturating_add(
+        spec.limits
+            .wall_ms
+            .saturating_add(1_000)
+            .saturating_mul(1_000),
+    );
     loop {
-        let Ok(sig) = sys::wait_signal() else {
-            continue;
+        let left_ms = deadline.saturating_sub(sys::monotonic_us()) / 1_000;
+        let sig = match sys::wait_signal_timeout(left_ms) {
+            Ok(Some(sig)) => sig,
+            Ok(None) => {
+                sys::kill(-1, libc::SIGKILL);
+                continue;
+            }
+            Err(_) => continue,
         };
         if sig != libc::SIGCHLD {
             sys::kill(skill, sig);

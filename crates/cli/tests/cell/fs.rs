@@ -794,7 +794,10 @@ links = {"to-etc": "/etc", "to-passwd": "/etc/passwd", "to-canary": canary,
          "to-secret": canary + "/secret.txt", "to-root": "../" * 10, "out": canary}
 if mode == "plant":
     for n, t in links.items():
-        os.symlink(t, os.path.join(ws, n))
+        try:
+            os.symlink(t, os.path.join(ws, n))
+        except OSError as e:
+            print("refused symlink", n, e.errno)
     sys.exit(0)
 def attempt(what, f, *a):
     try:
@@ -838,19 +841,25 @@ fn symlinks_a_skill_plants_in_the_workspace_do_not_help_a_later_run() {
         &[],
     );
     assert_exited(&r, 0);
-    // Run 1 did plant them (the write grant works).
-    for n in [
-        "to-etc",
-        "to-passwd",
-        "to-canary",
-        "to-secret",
-        "to-root",
-        "out",
-    ] {
+    // A cell may not leave symlinks in a grant at all (Landlock: no MakeSym there): the host
+    // sees none of run 1's links.
+    let links = [
+        ("to-etc", "/etc".to_owned()),
+        ("to-passwd", "/etc/passwd".to_owned()),
+        ("to-canary", c.clone()),
+        ("to-secret", format!("{c}/secret.txt")),
+        ("to-root", "../".repeat(10)),
+        ("out", c.clone()),
+    ];
+    for (n, _) in &links {
         assert!(
-            fs::symlink_metadata(ws.join(n)).is_ok_and(|m| m.file_type().is_symlink()),
-            "run 1 did not plant {n}"
+            fs::symlink_metadata(ws.join(n)).is_err(),
+            "run 1 planted {n} in the workspace"
         );
+    }
+    // The same links planted by someone else (a checkout, another tool) must not help either.
+    for (n, target) in &links {
+        std::os::unix::fs::symlink(target, ws.join(n)).expect("host plants the link");
     }
     let before = snapshot(&canary);
     let etc_before = listing(Path::new("/etc"));

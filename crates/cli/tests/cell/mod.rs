@@ -11,5 +11,6 @@ mod fs;
 mod il;
 mod ks;
 mod pr;
+mod review;
 mod rs;
 mod st;

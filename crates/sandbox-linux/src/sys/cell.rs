@@ -331,9 +331,10 @@ pub mod resolve {
     /// Beneath a directory, no symbolic link at all (grant remainders).
     pub const BENEATH_NO_LINKS: u64 =
         k::RESOLVE_BENEATH | k::RESOLVE_NO_SYMLINKS | k::RESOLVE_NO_MAGICLINKS;
-    /// As if the directory were `/` (building the cell's root: absolute symlinks created in it
-    /// resolve inside it).
-    pub const IN_ROOT: u64 = k::RESOLVE_IN_ROOT | k::RESOLVE_NO_MAGICLINKS;
+    /// Inside the new root, as if it were `/`, following no symlink at all: a mount point is
+    /// never reached through a link, not even one a concurrent cell planted in a shared write
+    /// grant between capture and placement (the spec's own symlinks are only leaves).
+    pub const IN_ROOT: u64 = k::RESOLVE_IN_ROOT | k::RESOLVE_NO_SYMLINKS | k::RESOLVE_NO_MAGICLINKS;
     #[allow(dead_code, reason = "documented for completeness of the resolve set")]
     pub const NO_XDEV: u64 = k::RESOLVE_NO_XDEV;
 }
@@ -609,15 +610,30 @@ pub fn reset_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Waits for any signal (all must be blocked); returns its number.
-pub fn wait_signal() -> io::Result<libc::c_int> {
-    // SAFETY: sigfillset initializes `set`; sigwaitinfo reads it and fills `info`, both live.
-    unsafe {
+/// Waits for any signal (all must be blocked) for at most `ms` milliseconds; `Ok(None)` when
+/// the time ran out.
+pub fn wait_signal_timeout(ms: u64) -> io::Result<Option<libc::c_int>> {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1_000) as libc::time_t,
+        tv_nsec: ((ms % 1_000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: sigfillset initializes `set`; sigtimedwait reads `set` and `ts` and fills `info`,
+    // all live locals.
+    let r = unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         let mut info: libc::siginfo_t = std::mem::zeroed();
-        cvt_i(libc::sigwaitinfo(&set, &mut info))
+        libc::sigtimedwait(&set, &mut info, &ts)
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            Some(libc::EINTR) => Ok(Some(0)),
+            _ => Err(e),
+        };
     }
+    Ok(Some(r))
 }
 
 /// How a child ended.
