@@ -197,6 +197,10 @@ impl Developer {
             progress(i, versions.len());
             let dir = self.home.tree_dir(&v.tree_hash);
             let problem = match tree::hash_dir(&dir) {
+                _ if v.contract.digest() != v.contract_hash => Some(format!(
+                    "its contract in the registry no longer matches its contract hash {}",
+                    v.contract_hash.short()
+                )),
                 Ok(listing) if listing.hash == v.tree_hash => None,
                 Ok(listing) => Some(format!(
                     "files changed after install: tree hash is now {}",

@@ -556,3 +556,37 @@ fn nothing_on_the_python_import_path_is_writable() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A contract widened by editing the registry directly (by anyone who can write the data
+/// dir) is refused at the next run and quarantined by `verify`: the contract must still hash
+/// to the contract hash recorded at install.
+#[test]
+fn a_contract_edited_in_the_registry_is_refused_and_quarantined() {
+    let lab = Lab::new();
+    lab.python("widened", &[], "print('ran')\n");
+    assert_eq!(lab.run(&["widened"]).outcome(), ("exited", 0));
+    let db = lab.home.path().join("registry/registry.db");
+    let edit = "import json, sqlite3, sys\n\
+        c = sqlite3.connect(sys.argv[1])\n\
+        (j,) = c.execute('SELECT contract_json FROM versions').fetchone()\n\
+        k = json.loads(j)\n\
+        k['env'] = ['SECRET_API_KEY']\n\
+        c.execute('UPDATE versions SET contract_json = ?', (json.dumps(k),))\n\
+        c.commit()\n";
+    let out = Command::new("python3")
+        .args(["-c", edit, db.to_str().expect("utf8")])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = lab.run(&["widened"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert_eq!(r.json["error"]["kind"], "tampered", "{r:?}");
+    assert!(!r.channels().contains(SECRET), "{r:?}");
+    let (code, v) = skillcell(&lab, &["verify", "--json"]);
+    assert_eq!(code, 5, "{v}");
+    assert_eq!(v["versions"][0]["outcome"], "quarantined", "{v}");
+}
