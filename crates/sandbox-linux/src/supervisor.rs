@@ -52,6 +52,9 @@ const NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUTS;
 
+/// Signals that interrupt a run from outside.
+const INTERRUPTS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
 /// Largest spec the init accepts.
 const MAX_SPEC: usize = 16 << 20;
 
@@ -71,6 +74,8 @@ pub struct PreparedCell {
     run_id: String,
     /// CLOCK_MONOTONIC µs when `prepare` began, and the supervisor's own marks.
     t0: u64,
+    /// The signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) the caller interrupted the run with.
+    interrupted: Option<i32>,
     marks: Vec<(String, u64)>,
     done: bool,
 }
@@ -174,6 +179,7 @@ impl PreparedCell {
                     seccomp_summary,
                     run_id,
                     t0,
+                    interrupted: None,
                     marks: Vec::new(),
                     done: false,
                 };
@@ -227,6 +233,10 @@ impl PreparedCell {
         out: &mut (dyn Write + Send),
         err: &mut (dyn Write + Send),
     ) -> Result<EnforcementReport, CellError> {
+        // Interrupting signals become readable events for the loop (blocked in this thread
+        // before the writer threads inherit the mask): the cell is killed and the run still
+        // reported and audited, instead of the supervisor dying with nothing written.
+        let signals = sys::signalfd_for(&INTERRUPTS).map_err(io_step("signalfd"))?;
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>();
         let (err_tx, err_rx) = mpsc::channel::<Vec<u8>>();
         std::thread::scope(|scope| {
@@ -240,7 +250,7 @@ impl PreparedCell {
             scope.spawn(move || drain(out_rx, out));
             scope.spawn(move || drain(err_rx, err));
             // Dropping the senders when `supervise` returns ends both writers.
-            self.supervise(spec, stdin, out_tx, err_tx)
+            self.supervise(spec, stdin, out_tx, err_tx, &signals)
         })
     }
 
@@ -250,6 +260,7 @@ impl PreparedCell {
         stdin: &[u8],
         out: mpsc::Sender<Vec<u8>>,
         err: mpsc::Sender<Vec<u8>>,
+        signals: &OwnedFd,
     ) -> Result<EnforcementReport, CellError> {
         let started = Instant::now();
         if let Some(cg) = &self.cgroup {
@@ -332,6 +343,7 @@ impl PreparedCell {
                     self.stdin_w.as_ref().map_or(-1, |w| w.as_raw_fd()),
                     libc::POLLOUT,
                 ),
+                pollfd(signals.as_raw_fd(), libc::POLLIN),
             ];
             let ready = sys::poll(&mut pfds, timeout).map_err(io_step("poll"))?;
             if ready == 0 && init_gone {
@@ -341,6 +353,13 @@ impl PreparedCell {
             if pfds[0].revents != 0 && !init_gone {
                 init_gone = true;
                 self.mark("exited");
+            }
+            if pfds[5].revents != 0
+                && let Some(sig) = sys::read_signalfd(signals.as_raw_fd())
+                && self.interrupted.is_none()
+            {
+                self.interrupted = Some(sig);
+                self.kill();
             }
             if pfds[1].revents != 0 {
                 stdout.pump(self.stdout_r.as_raw_fd(), &mut buf, &out);
@@ -506,6 +525,16 @@ impl PreparedCell {
                     limits.memory_bytes
                 ),
                 "skillcell.limits: memory=<more>".into(),
+            );
+        }
+        if let Some(sig) = self.interrupted {
+            deny(
+                "interrupted",
+                format!(
+                    "the caller interrupted the run ({}); the cell was killed",
+                    sys::signal_name(sig)
+                ),
+                "nothing in the contract: the interruption came from outside".into(),
             );
         }
         if pids_refused > 0 {

@@ -446,6 +446,14 @@ fn kill_supervisor_mid_run(signal: &str) {
          namespace, {with_tok:?} with the token"
     );
 
+    // An interruption the supervisor can handle still leaves its record: the run, killed,
+    // with an `interrupted` denial.
+    if signal != "KILL" {
+        let rec = lab.last_run_record("family");
+        let denials = rec["details"]["report"]["denials"].to_string();
+        assert!(denials.contains("\"interrupted\""), "{rec}");
+    }
+
     // The next run on the same data dir works and collects the dead supervisor's cgroups.
     let r = lab.run(&["family", "--", "quick"]);
     assert_eq!(r.outcome(), ("exited", 0), "{r:?}");

@@ -860,3 +860,44 @@ pub fn monotonic_us() -> u64 {
     }
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
+
+/// Blocks `signals` in the calling thread (threads it starts inherit the mask) and returns a
+/// signalfd that becomes readable when one arrives.
+pub fn signalfd_for(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
+    // SAFETY: sigemptyset/sigaddset initialize and fill the local set; pthread_sigmask and
+    // signalfd read it; signalfd returns a new descriptor, wrapped right away.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        let fd = cvt_i(libc::signalfd(
+            -1,
+            &set,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        ))?;
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// The signal number of the next pending event on a signalfd, if any.
+pub fn read_signalfd(fd: RawFd) -> Option<libc::c_int> {
+    // SAFETY: signalfd_siginfo is plain data; read fills at most its size into the live local.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let n = read(fd, {
+        // SAFETY: viewing the live local as bytes of exactly its size for read(2) to fill.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                (&mut info as *mut libc::signalfd_siginfo).cast::<u8>(),
+                std::mem::size_of::<libc::signalfd_siginfo>(),
+            )
+        }
+    })
+    .ok()?;
+    (n == std::mem::size_of::<libc::signalfd_siginfo>()).then_some(info.ssi_signo as libc::c_int)
+}
