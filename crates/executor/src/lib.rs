@@ -6,8 +6,14 @@
 //! `skillcell-store` for reading and has no dependency on `skillcell-developer`, so no code
 //! path here can reach a store write.
 //!
-//! [`Executor::resolve`] is the gate every run passes: the current version must be usable and
-//! its files must still hash to the tree hash recorded at install. Each decision is audited.
+//! [`Executor::resolve`] is the gate every run passes: the current version must be usable, its
+//! contract must still hash to the recorded contract hash, and its files to the tree hash
+//! recorded at install. Each decision is audited. [`run`] turns the contract and the caller's
+//! request into a cell spec (the only place where policy becomes mounts, environment and
+//! limits) and audits the run with its enforcement report; [`runtimes`] finds the host
+//! interpreters and the files they need. Cells are prepared with
+//! `skillcell_sandbox_linux::PreparedCell` before [`Executor::enter_with`], because a
+//! Landlock-restricted process cannot mount.
 
 pub mod run;
 pub mod runtimes;
