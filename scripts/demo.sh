@@ -25,7 +25,7 @@ sc install examples/skills/workspace-notes
 sc list
 sc show weather-forecast
 sc run json-stats --input '{"values": [3, 1, 4, 1, 5, 9, 2, 6]}'
-workspace="$SKILLCELL_HOME/demo-workspace"
+workspace="$PWD/.skillcell-demo-workspace"
 mkdir -p "$workspace"
 sc run workspace-notes --workspace "$workspace" -- add "Ran a skill in a cell"
 sc run workspace-notes --workspace "$workspace" -- list --last 3
