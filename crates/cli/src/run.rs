@@ -139,7 +139,8 @@ pub fn run(home: &Home, args: &RunArgs<'_>, json: bool) -> Result<u8, Failure> {
     // Before anything else can start a thread, and before Landlock.
     let cell = PreparedCell::prepare()
         .map_err(|e| Failure::new(code::CELL_FAILED, "cell_failed", e.to_string()))?;
-    let exec = Executor::enter_with(home.clone(), &cell.writable_paths()).map_err(exec_failure)?;
+    let exec = Executor::enter_with(home.clone(), &cell.writable_paths(), &cell.removable_in())
+        .map_err(exec_failure)?;
     let outcome = if json {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let o = exec

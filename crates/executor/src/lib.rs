@@ -78,12 +78,17 @@ impl Executor {
     /// it starts) to writing only those two dirs. Call it while single-threaded; fails closed
     /// if Landlock is unavailable.
     pub fn enter(home: Home) -> Result<Self, ExecError> {
-        Self::enter_with(home, &[])
+        Self::enter_with(home, &[], &[])
     }
 
-    /// As [`enter`](Self::enter), keeping `also_writable` writable too: the cgroup
-    /// directories of a prepared cell, which the executor must still set limits in and remove.
-    pub fn enter_with(home: Home, also_writable: &[PathBuf]) -> Result<Self, ExecError> {
+    /// As [`enter`](Self::enter), keeping `also_writable` writable too, and directories
+    /// removable beneath `removable_in`: the cgroup directories of a prepared cell, which the
+    /// executor must still set limits in, and their parents, where it removes them.
+    pub fn enter_with(
+        home: Home,
+        also_writable: &[PathBuf],
+        removable_in: &[PathBuf],
+    ) -> Result<Self, ExecError> {
         let run = home.run_dir();
         let audit_dir = home.audit_dir();
         for dir in [&run, &audit_dir] {
@@ -94,7 +99,8 @@ impl Executor {
         }
         let mut writable: Vec<&std::path::Path> = vec![&run, &audit_dir];
         writable.extend(also_writable.iter().map(PathBuf::as_path));
-        let landlock = restrict_writes(&writable)?;
+        let remove: Vec<&std::path::Path> = removable_in.iter().map(PathBuf::as_path).collect();
+        let landlock = restrict_writes(&writable, &remove)?;
         let registry = RegistryReader::open(&home.registry_db())?;
         let audit = AuditLog::new(audit_dir);
         Ok(Self {

@@ -177,16 +177,20 @@ impl RunCgroup {
     }
 
     /// Directories the supervisor must still write after restricting itself: each run
-    /// directory (limits, `cgroup.procs`, `cgroup.kill`) and each parent (removing the run
-    /// directory is a right on its parent).
+    /// directory (limits, `cgroup.procs`, `cgroup.kill`).
     pub fn writable_paths(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = Vec::new();
-        for (_, _, d) in &self.dirs {
-            v.push(d.clone());
-            if let Some(p) = d.parent() {
-                v.push(p.to_path_buf());
-            }
-        }
+        self.dirs.iter().map(|(_, _, d)| d.clone()).collect()
+    }
+
+    /// The shared parents of the run's directories: removing a run directory is a right on
+    /// its parent, and that is the only right the supervisor keeps there (it cannot write
+    /// other runs' limits).
+    pub fn removable_in(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter_map(|(_, _, d)| d.parent().map(Path::to_path_buf))
+            .collect();
         v.sort();
         v.dedup();
         v

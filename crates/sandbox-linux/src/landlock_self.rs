@@ -41,11 +41,15 @@ pub enum LandlockError {
 
 /// Restricts the calling thread, and every process it starts afterwards, so that it can write
 /// (create, write, truncate, rename, link, remove, make devices or sockets) only beneath
-/// `writable` and on `/dev/null`. Reading and executing stay as they were.
+/// `writable` and on `/dev/null`, and remove directories beneath `remove_in` (nothing else
+/// there). Reading and executing stay as they were.
 ///
 /// Landlock binds the calling thread only: call this while the process is single-threaded.
 /// Note that a Landlock-restricted thread can no longer mount or pivot_root.
-pub fn restrict_writes(writable: &[&Path]) -> Result<LandlockReport, LandlockError> {
+pub fn restrict_writes(
+    writable: &[&Path],
+    remove_in: &[&Path],
+) -> Result<LandlockReport, LandlockError> {
     let kernel_abi = crate::sys::landlock_abi().map_err(LandlockError::Unavailable)?;
     let handled = AccessFs::from_write(TARGET_ABI);
     let rule_err = |path: &Path| {
@@ -63,6 +67,13 @@ pub fn restrict_writes(writable: &[&Path]) -> Result<LandlockReport, LandlockErr
         .map_err(|e| LandlockError::Restrict(e.to_string()))?;
     for dir in writable {
         for rule in path_beneath_rules([dir], handled) {
+            ruleset = ruleset
+                .add_rule(rule.map_err(rule_err(dir))?)
+                .map_err(rule_err(dir))?;
+        }
+    }
+    for dir in remove_in {
+        for rule in path_beneath_rules([dir], AccessFs::RemoveDir) {
             ruleset = ruleset
                 .add_rule(rule.map_err(rule_err(dir))?)
                 .map_err(rule_err(dir))?;

@@ -210,6 +210,15 @@ impl PreparedCell {
             .unwrap_or_default()
     }
 
+    /// Directories in which the caller must still be able to remove a directory (the run
+    /// cgroups' parents) if it restricts itself before [`run`](Self::run).
+    pub fn removable_in(&self) -> Vec<std::path::PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(RunCgroup::removable_in)
+            .unwrap_or_default()
+    }
+
     pub fn run_id(&self) -> &str {
         &self.run_id
     }
