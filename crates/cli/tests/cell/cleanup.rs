@@ -7,13 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use super::lab::{Lab, find_pid, processes_with, token};
+use super::lab::{Lab, find_pid, processes_with, token, wait_ready};
 
 /// One kind of run in the loop: a `sh` skill, its limits, its body, and what the JSON report
 /// must say about it.
@@ -363,24 +362,7 @@ fn start_family(lab: &Lab, tok: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.trim() == "READY" => break,
-            Some(Ok(_)) => {}
-            _ => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("wait");
-                panic!(
-                    "the family never got ready: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
-    // Keep the pipe drained in the background, so the cell never blocks writing.
-    std::thread::spawn(move || for _ in lines {});
+    wait_ready(&mut child, "the family");
     child
 }
 

@@ -8,13 +8,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::hash::{DefaultHasher, Hasher};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use super::lab::{Lab, PROBE_WAIT, Run, SECRET, find_pid, token};
+use super::lab::{Lab, PROBE_WAIT, Run, SECRET, find_pid, token, wait_ready};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (also used by st.rs)
@@ -89,25 +87,7 @@ impl EnvProbe {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.trim() == "READY" => break,
-                Some(Ok(_)) => {}
-                _ => {
-                    let _ = child.kill();
-                    let out = child.wait_with_output().expect("wait");
-                    panic!(
-                        "probe {name} never got ready: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-            }
-            assert!(Instant::now() < deadline, "probe {name} not ready in 20 s");
-        }
-        // Keep draining stdout so the skill never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        wait_ready(&mut child, &format!("probe {name}"));
         let pid = find_pid(tok, child.id()).expect("the probe's process");
         Self {
             child,

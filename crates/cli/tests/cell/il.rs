@@ -8,12 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use super::lab::{Lab, PROBE_WAIT, Run, SECRET, find_pid, token};
+use super::lab::{Lab, PROBE_WAIT, Run, SECRET, find_pid, token, wait_ready};
 
 /// Secrets of the caller besides the lab's `SECRET_API_KEY` and `GITHUB_TOKEN`; every value
 /// contains [`SECRET`].
@@ -64,26 +62,7 @@ fn start(lab: &Lab, name: &str, extra: &[&str], tok: &str, env: &[(&str, &str)])
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.trim() == "READY" => break,
-            Some(Ok(_)) => {}
-            _ => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("wait");
-                panic!(
-                    "probe {name} never got ready: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-        assert!(Instant::now() < deadline, "probe {name} not ready in 20 s");
-    }
-    // The rest of stdout is not needed; keep the pipe drained.
-    std::thread::spawn(move || for _ in lines {});
+    wait_ready(&mut child, &format!("probe {name}"));
     let pid = find_pid(tok, child.id()).expect("the probe's process");
     Cell {
         child,

@@ -205,24 +205,7 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.trim() == "READY" => break,
-                Some(Ok(_)) => {}
-                _ => {
-                    let _ = child.kill();
-                    let out = child.wait_with_output().expect("wait");
-                    panic!(
-                        "probe {name} never got ready: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-            }
-            assert!(Instant::now() < deadline, "probe {name} not ready in 20 s");
-        }
+        wait_ready(&mut child, &format!("probe {name}"));
         let pid = find_pid(token, child.id()).expect("the probe's process");
         Probe {
             child,
@@ -230,6 +213,32 @@ impl Lab {
             go: self.path("ctl").join(format!("go-{token}")),
         }
     }
+}
+
+/// Reads `child`'s stdout until the skill prints READY (at most 20 s; panics with its stderr
+/// if it ends first), then keeps draining it in the background so the skill never blocks or
+/// fails writing.
+pub fn wait_ready(child: &mut Child, what: &str) {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.trim() == "READY" => break,
+            Some(Ok(_)) => {}
+            _ => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                let _ = child.wait();
+                panic!("{what} never got ready: {err}");
+            }
+        }
+        assert!(Instant::now() < deadline, "{what} not ready in 20 s");
+    }
+    std::thread::spawn(move || lines.for_each(drop));
 }
 
 /// The body every probe skill starts with: print READY, then wait until the host creates
