@@ -301,18 +301,23 @@ impl PreparedCell {
         let mut killed_for: Option<LimitHit> = None;
         let mut init_gone = false;
         let mut buf = vec![0u8; 64 * 1024];
+        // The cgroup's CPU time is a file read: every 50 ms, not on every wake-up (an output
+        // flood wakes the loop thousands of times a second).
+        let mut cpu_checked = started;
         loop {
             let now = Instant::now();
             if killed_for.is_none() {
+                let cpu_over = now.duration_since(cpu_checked) >= Duration::from_millis(50) && {
+                    cpu_checked = now;
+                    self.cgroup
+                        .as_ref()
+                        .and_then(RunCgroup::cpu_ms)
+                        .is_some_and(|ms| ms > spec.limits.cpu_ms)
+                };
                 if now >= deadline {
                     killed_for = Some(LimitHit::Wall);
                     self.kill();
-                } else if self
-                    .cgroup
-                    .as_ref()
-                    .and_then(RunCgroup::cpu_ms)
-                    .is_some_and(|ms| ms > spec.limits.cpu_ms)
-                {
+                } else if cpu_over {
                     killed_for = Some(LimitHit::Cpu);
                     self.kill();
                 }
