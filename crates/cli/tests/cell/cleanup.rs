@@ -250,11 +250,11 @@ fn loop_of_runs(n: usize) {
     let mounts_before = host_mounts();
     let tmp_before = tmp_entries();
     let started = Instant::now();
-    let mut supervisors = Vec::with_capacity(n);
+    let mut run_ids = BTreeSet::new();
     for i in 0..n {
         let case = &CASES[i % CASES.len()];
         let (pid, code, json, all) = run_once(&lab, case.name, &tok);
-        supervisors.push(pid);
+        run_ids.insert(json["run"].as_str().unwrap_or_default().to_owned());
         check_outcome(case, code, &json, &all, i);
         if case.name == "c-ok" {
             assert_eq!(json["stdout"].as_str(), Some("ok\n"), "run {i}: {all}");
@@ -284,10 +284,14 @@ fn loop_of_runs(n: usize) {
 
     // The host as a whole.
     assert_eq!(processes_with(&tok), Vec::<u32>::new(), "processes left");
-    let all_parents = skillcell_cgroup_parents();
-    let stale: Vec<PathBuf> = supervisors
+    // By run id, not by supervisor pid: over 1,000 runs, another test's supervisor may well
+    // get one of those pids again and be running now.
+    let stale: Vec<PathBuf> = skillcell_cgroup_parents()
         .iter()
-        .flat_map(|p| run_cgroups_of(&all_parents, *p))
+        .filter_map(|p| fs::read_dir(p).ok())
+        .flat_map(|rd| rd.flatten())
+        .filter(|e| run_ids.contains(e.file_name().to_string_lossy().as_ref()))
+        .map(|e| e.path())
         .collect();
     assert!(stale.is_empty(), "run cgroups left: {stale:?}");
     let new_mounts: Vec<String> = host_mounts().difference(&mounts_before).cloned().collect();
