@@ -739,7 +739,7 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
                 "write IPv6 addresses as `[2001:db8::1]:443`",
             );
         };
-        if let Some(v4) = embedded_ipv4(&ip) {
+        if let Some(v4) = skillcell_types::net::embedded_ipv4(&ip) {
             return Err((
                 format!("hides the IPv4 address {v4} inside IPv6"),
                 format!("write it as `{v4}`"),
@@ -779,36 +779,6 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
         },
     };
     Ok(NetRule { host, port })
-}
-
-/// The IPv4 address an IPv6 address carries, in any of the well-known forms that reach IPv4
-/// hosts: mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96` and
-/// `64:ff9b:1::/48`), 6to4 (`2002::/16`) and Teredo (`2001::/32`). Operator-chosen NAT64
-/// prefixes cannot be recognized here; the egress proxy judges the address it dials.
-fn embedded_ipv4(ip: &Ipv6Addr) -> Option<Ipv4Addr> {
-    let seg = ip.segments();
-    let low = |a: u16, b: u16| Ipv4Addr::from((u32::from(a) << 16) | u32::from(b));
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    if seg[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified() {
-        return Some(low(seg[6], seg[7]));
-    }
-    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return Some(low(seg[6], seg[7]));
-    }
-    // Local-use NAT64 (RFC 8215): the IPv4 address sits in the low 32 bits for a /96.
-    if seg[..3] == [0x64, 0xff9b, 1] {
-        return Some(low(seg[6], seg[7]));
-    }
-    // Teredo: the client's IPv4 address, inverted, in the last 32 bits.
-    if seg[..2] == [0x2001, 0] {
-        return Some(low(!seg[6], !seg[7]));
-    }
-    if seg[0] == 0x2002 {
-        return Some(low(seg[1], seg[2]));
-    }
-    None
 }
 
 fn parse_host(h: &str) -> Result<HostPattern, (String, String)> {

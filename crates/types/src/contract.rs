@@ -301,6 +301,7 @@ pub enum LimitKind {
     Output,
     Nofile,
     Tmp,
+    Egress,
 }
 
 const KIB: u64 = 1024;
@@ -309,7 +310,7 @@ const GIB: u64 = 1024 * MIB;
 const SEC: u64 = 1000;
 
 impl LimitKind {
-    pub const ALL: [LimitKind; 8] = [
+    pub const ALL: [LimitKind; 9] = [
         LimitKind::Memory,
         LimitKind::Cpu,
         LimitKind::Wall,
@@ -318,6 +319,7 @@ impl LimitKind {
         LimitKind::Output,
         LimitKind::Nofile,
         LimitKind::Tmp,
+        LimitKind::Egress,
     ];
 
     pub const fn key(self) -> &'static str {
@@ -330,6 +332,7 @@ impl LimitKind {
             Self::Output => "output",
             Self::Nofile => "nofile",
             Self::Tmp => "tmp",
+            Self::Egress => "egress",
         }
     }
 
@@ -339,7 +342,9 @@ impl LimitKind {
 
     pub const fn unit(self) -> LimitUnit {
         match self {
-            Self::Memory | Self::Fsize | Self::Output | Self::Tmp => LimitUnit::Bytes,
+            Self::Memory | Self::Fsize | Self::Output | Self::Tmp | Self::Egress => {
+                LimitUnit::Bytes
+            },
             Self::Cpu | Self::Wall => LimitUnit::Duration,
             Self::Pids | Self::Nofile => LimitUnit::Count,
         }
@@ -357,6 +362,7 @@ impl LimitKind {
             Self::Output => (KIB, GIB),
             Self::Nofile => (8, 65536),
             Self::Tmp => (MIB, 16 * GIB),
+            Self::Egress => (KIB, 64 * GIB),
         }
     }
 
@@ -371,6 +377,7 @@ impl LimitKind {
             Self::Output => MIB,
             Self::Nofile => 64,
             Self::Tmp => 64 * MIB,
+            Self::Egress => 64 * MIB,
         }
     }
 
@@ -384,6 +391,7 @@ impl LimitKind {
             Self::Output => "bytes kept of stdout and of stderr each; the rest is cut",
             Self::Nofile => "open file descriptors per process",
             Self::Tmp => "size of the private scratch dir (/tmp and HOME)",
+            Self::Egress => "bytes through the egress proxy, both directions together",
         }
     }
 
@@ -422,11 +430,12 @@ pub struct Limits {
     pub output: u64,
     pub nofile: u64,
     pub tmp: u64,
+    pub egress: u64,
 }
 
 impl Limits {
     /// Conservative limits for skills that declare none: 256M memory, 10s CPU, 30s wall,
-    /// 32 processes, 16M files, 1M of output, 64 fds, 64M scratch.
+    /// 32 processes, 16M files, 1M of output, 64 fds, 64M scratch, 64M through the egress proxy.
     pub fn default_blind() -> Self {
         let mut l = Self {
             memory: 0,
@@ -437,6 +446,7 @@ impl Limits {
             output: 0,
             nofile: 0,
             tmp: 0,
+            egress: 0,
         };
         for kind in LimitKind::ALL {
             l.set(kind, kind.default_blind());
@@ -454,6 +464,7 @@ impl Limits {
             LimitKind::Output => self.output,
             LimitKind::Nofile => self.nofile,
             LimitKind::Tmp => self.tmp,
+            LimitKind::Egress => self.egress,
         }
     }
 
@@ -467,6 +478,7 @@ impl Limits {
             LimitKind::Output => &mut self.output,
             LimitKind::Nofile => &mut self.nofile,
             LimitKind::Tmp => &mut self.tmp,
+            LimitKind::Egress => &mut self.egress,
         };
         *slot = value;
     }
@@ -503,7 +515,7 @@ mod tests {
         assert_eq!(LimitKind::Pids.render(16), "16");
         assert_eq!(
             Limits::default_blind().to_string(),
-            "memory=256M cpu=10s wall=30s pids=32 fsize=16M output=1M nofile=64 tmp=64M"
+            "memory=256M cpu=10s wall=30s pids=32 fsize=16M output=1M nofile=64 tmp=64M egress=64M"
         );
     }
 

@@ -8,6 +8,7 @@
 mod contract;
 mod digest;
 mod name;
+pub mod net;
 mod state;
 pub mod text;
 
