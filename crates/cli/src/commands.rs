@@ -563,6 +563,7 @@ fn cell_check() -> doctor::Check {
                 output_bytes: 64 << 10,
                 tmp_bytes: 1 << 20,
             },
+            proxy_port: None,
         };
         let report = cell
             .run(&spec, &[], &mut std::io::sink(), &mut std::io::sink())

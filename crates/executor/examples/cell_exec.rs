@@ -59,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             output_bytes: 1 << 20,
             tmp_bytes: 16 << 20,
         },
+        proxy_port: None,
     };
     let report = cell.run(&spec, &[], &mut std::io::stdout(), &mut std::io::stderr())?;
     if let skillcell_sandbox::Outcome::SetupFailed { step, message } = &report.outcome {

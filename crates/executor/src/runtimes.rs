@@ -2025,6 +2025,7 @@ mod tests {
                 output_bytes: 0,
                 tmp_bytes: 0,
             },
+            proxy_port: None,
         };
         if let Err(e) = skillcell_sandbox_linux::landlock_cell::restrict(&spec) {
             panic!(

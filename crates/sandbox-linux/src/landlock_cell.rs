@@ -6,12 +6,12 @@
 //! executing the files in [`CellSpec::exec`] (this is the exec allowlist: the kernel checks
 //! `EXECUTE` on every execve, and on the ELF interpreter it loads), writing the scratch tmpfs,
 //! writing files and directories (no FIFOs, sockets, devices or symlinks) in write grants,
-//! and reading/writing the five device nodes. No TCP rule at all: bind and connect are denied
-//! (the egress proxy will add its one port).
+//! and reading/writing the five device nodes. TCP bind is denied everywhere, TCP connect
+//! everywhere but the egress proxy's port ([`CellSpec::proxy_port`]) when the cell has one.
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
+    NetPort, RulesetCreatedAttr, RulesetStatus, Scope, path_beneath_rules,
 };
 use skillcell_sandbox::{CellSpec, MountKind};
 
@@ -74,6 +74,11 @@ pub fn restrict(spec: &CellSpec) -> Result<&'static str, String> {
                 .add_rule(rule)
                 .map_err(|e| format!("rule for {path}: {e}"))?;
         }
+    }
+    if let Some(port) = spec.proxy_port {
+        ruleset = ruleset
+            .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
+            .map_err(|e| format!("rule for the proxy port {port}: {e}"))?;
     }
     let status = ruleset
         .restrict_self()

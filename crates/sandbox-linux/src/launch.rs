@@ -826,6 +826,7 @@ mod tests {
                 output_bytes: 1 << 20,
                 tmp_bytes: 1 << 20,
             },
+            proxy_port: None,
         }
     }
 

@@ -9,7 +9,7 @@
 //! [`PreparedCell::run`]. Dropping a prepared cell kills it.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -68,6 +68,11 @@ pub struct PreparedCell {
     stdin_w: Option<OwnedFd>,
     stdout_r: OwnedFd,
     stderr_r: OwnedFd,
+    /// The supervisor's end of a Unix socket on which the init hands over the egress proxy's
+    /// listening socket, made inside the cell's network namespace.
+    ctrl: Option<OwnedFd>,
+    /// Where that listening socket goes once it arrives.
+    listener_to: Option<mpsc::Sender<OwnedFd>>,
     cgroup: Option<RunCgroup>,
     landlock_abi: i32,
     seccomp_summary: String,
@@ -108,6 +113,9 @@ impl PreparedCell {
         let (stdin_r, stdin_w) = sys::pipe().map_err(io_step("pipe"))?;
         let (stdout_r, stdout_w) = sys::pipe().map_err(io_step("pipe"))?;
         let (stderr_r, stderr_w) = sys::pipe().map_err(io_step("pipe"))?;
+        let (ctrl, ctrl_child) = std::os::unix::net::UnixStream::pair()
+            .map(|(a, b)| (OwnedFd::from(a), OwnedFd::from(b)))
+            .map_err(io_step("socketpair"))?;
         sys::set_non_dumpable().map_err(io_step("prctl"))?;
         let uid = sys::ids();
         let unavailable = |e: io::Error| CellError::Unavailable {
@@ -150,8 +158,9 @@ impl PreparedCell {
                     stdout_w.into_raw_fd(),
                     stderr_w.into_raw_fd(),
                     spec_r.into_raw_fd(),
+                    ctrl_child.into_raw_fd(),
                 ];
-                for fd in [spec_w, report_r, stdin_w, stdout_r, stderr_r] {
+                for fd in [spec_w, report_r, stdin_w, stdout_r, stderr_r, ctrl] {
                     let _ = fd.into_raw_fd();
                 }
                 // A panic must never unwind into the caller's frames in this forked copy: it
@@ -162,7 +171,7 @@ impl PreparedCell {
                 sys::exit_now(125)
             }
             Forked::Parent(pid) => {
-                drop((spec_r, report_w, stdin_r, stdout_w, stderr_w));
+                drop((spec_r, report_w, stdin_r, stdout_w, stderr_w, ctrl_child));
                 let mut cell = Self {
                     init: pid,
                     pidfd: match pidfd {
@@ -174,6 +183,8 @@ impl PreparedCell {
                     stdin_w: Some(stdin_w),
                     stdout_r,
                     stderr_r,
+                    ctrl: Some(ctrl),
+                    listener_to: None,
                     cgroup: Some(cgroup),
                     landlock_abi,
                     seccomp_summary,
@@ -217,6 +228,14 @@ impl PreparedCell {
             .as_ref()
             .map(RunCgroup::removable_in)
             .unwrap_or_default()
+    }
+
+    /// Where the egress proxy's listening socket goes when the spec asks for one
+    /// ([`CellSpec::proxy_port`]): the init makes it inside the cell's network namespace after
+    /// bringing loopback up, before the skill starts, and the supervisor forwards it here.
+    /// Connections the skill makes before anyone accepts wait in the socket's backlog.
+    pub fn send_listener_to(&mut self, to: mpsc::Sender<OwnedFd>) {
+        self.listener_to = Some(to);
     }
 
     pub fn run_id(&self) -> &str {
@@ -358,6 +377,10 @@ impl PreparedCell {
                     libc::POLLOUT,
                 ),
                 pollfd(signals.as_raw_fd(), libc::POLLIN),
+                pollfd(
+                    self.ctrl.as_ref().map_or(-1, |c| c.as_raw_fd()),
+                    libc::POLLIN,
+                ),
             ];
             let ready = sys::poll(&mut pfds, timeout).map_err(io_step("poll"))?;
             if ready == 0 && init_gone {
@@ -374,6 +397,16 @@ impl PreparedCell {
             {
                 self.interrupted = Some(sig);
                 self.kill();
+            }
+            if pfds[6].revents != 0
+                && let Some(ctrl) = self.ctrl.take()
+            {
+                // One message at most: the listener, or nothing when the init closed its end.
+                if let Ok(Some(listener)) = sys::recv_fd(ctrl.as_fd())
+                    && let Some(to) = self.listener_to.take()
+                {
+                    let _ = to.send(listener);
+                }
             }
             if pfds[1].revents != 0 {
                 stdout.pump(self.stdout_r.as_raw_fd(), &mut buf, &out);
@@ -698,7 +731,7 @@ impl Stream {
 }
 
 /// The cell's init (pid 1 of the new pid namespace). Never returns.
-fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathBuf]) -> ! {
+fn init_main(child_fds: [RawFd; 6], programs: seccomp::CellFilter, join: &[PathBuf]) -> ! {
     // If the supervisor dies, so does the init, and with it every process of the namespace.
     let _ = sys::set_parent_death_signal(libc::SIGKILL);
     // Out of the caller's session: the init never has the caller's terminal either.
@@ -708,9 +741,9 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
     if sys::scrub_args_and_env().is_err() {
         sys::exit_now(125);
     }
-    // Move the five descriptors to 3..=7 (through numbers above them, so none overwrites
+    // Move the six descriptors to 3..=8 (through numbers above them, so none overwrites
     // another), then close everything else inherited from the supervisor.
-    let mut high = [0; 5];
+    let mut high = [0; 6];
     for (i, fd) in child_fds.iter().enumerate() {
         match sys::dup_above(*fd, 100 + i as i32) {
             Ok(h) => high[i] = h,
@@ -722,10 +755,11 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
             sys::exit_now(125);
         }
     }
-    if sys::close_from(8).is_err() {
+    if sys::close_from(9).is_err() {
         sys::exit_now(125);
     }
     const SPEC: RawFd = 7;
+    const CTRL: RawFd = 8;
     let fail = |step: &str, message: &str| -> ! {
         let line = format!("fail\t{step}\t{}\n", message.replace(['\n', '\t'], " "));
         let _ = sys::write_all(fds::REPORT, line.as_bytes());
@@ -763,6 +797,20 @@ fn init_main(child_fds: [RawFd; 5], programs: seccomp::CellFilter, join: &[PathB
     let mut cell = LinuxCell::new(Some(programs));
     if let Err(e) = launch::build_cell(&mut cell, &spec) {
         fail(e.step, &e.message);
+    }
+    // The egress proxy's listener, made here because a socket keeps the network namespace it
+    // was created in: the supervisor serves it from outside, and nothing of the proxy runs in
+    // the cell. Then the control socket is closed, so the skill never holds either.
+    if let Some(port) = spec.proxy_port {
+        let listener = match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
+            Ok(l) => l,
+            Err(e) => fail("network", &format!("listen on 127.0.0.1:{port}: {e}")),
+        };
+        if let Err(e) = sys::send_fd_and_close(CTRL, listener.as_fd()) {
+            fail("network", &format!("hand the proxy listener over: {e}"));
+        }
+    } else {
+        sys::close_raw(CTRL);
     }
     cell.send_marks();
     if sys::block_all_signals().is_err() {

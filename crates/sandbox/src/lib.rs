@@ -23,6 +23,8 @@ pub const PLACEHOLDER_ROOT: &str = "/mnt";
 /// The uid and gid the skill runs as inside the cell (mapped to the caller's outside).
 pub const CELL_UID: u32 = 1000;
 pub const CELL_GID: u32 = 1000;
+/// The port of the egress proxy's listener on `127.0.0.1` inside a cell's network namespace.
+pub const PROXY_PORT: u16 = 3128;
 
 /// Everything a cell needs to run one program. Paths in `target`, `argv[0]`, `cwd` and `exec`
 /// are paths *inside* the cell.
@@ -43,6 +45,12 @@ pub struct CellSpec {
     /// declared executables. Nothing else can be passed to `execve`.
     pub exec: Vec<String>,
     pub limits: CellLimits,
+    /// When set, the cell's init listens on `127.0.0.1:<port>` inside the cell's network
+    /// namespace (a socket keeps the namespace it was made in) and hands the listening socket
+    /// to the supervisor, which serves it from outside; Landlock lets the skill connect to this
+    /// one port and nothing else. No process of the proxy runs inside the cell.
+    #[serde(default)]
+    pub proxy_port: Option<u16>,
 }
 
 /// One mount inside the cell.

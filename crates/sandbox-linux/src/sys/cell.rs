@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Kernel constants that not every libc release exports.
 mod k {
@@ -900,4 +900,67 @@ pub fn read_signalfd(fd: RawFd) -> Option<libc::c_int> {
     })
     .ok()?;
     (n == std::mem::size_of::<libc::signalfd_siginfo>()).then_some(info.ssi_signo as libc::c_int)
+}
+
+/// Sends `fd` over the init's fixed control socket `sock` (SCM_RIGHTS), with a one-byte
+/// message, then closes `sock`.
+pub fn send_fd_and_close(sock: RawFd, fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `sock` is one of the init's fixed descriptors, open until the close below, and
+    // no Rust object owns it; the borrow ends before that close.
+    let result = send_fd(unsafe { BorrowedFd::borrow_raw(sock) }, fd);
+    close_raw(sock);
+    result
+}
+
+/// close(2) of a descriptor no Rust object owns (the init's fixed numbers).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: close takes a descriptor by value; the caller guarantees nothing owns it.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// Sends one descriptor over a Unix socket (SCM_RIGHTS), with a one-byte message.
+fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("no room for the descriptor"));
+    }
+    sendmsg(sock, &[io::IoSlice::new(b"L")], &mut control, SendFlags::NOSIGNAL)?;
+    Ok(())
+}
+
+/// Receives one descriptor sent by [`send_fd`] (close-on-exec). `Ok(None)`: the peer closed
+/// the socket without sending one.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    let got = recvmsg(
+        sock,
+        &mut [io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+    )?;
+    let mut received = None;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
+            for fd in fds {
+                // The first one is ours; any other is dropped (closed) here.
+                if received.is_none() {
+                    received = Some(fd);
+                }
+            }
+        }
+    }
+    if got.bytes == 0 && received.is_none() {
+        return Ok(None);
+    }
+    received
+        .map(Some)
+        .ok_or_else(|| io::Error::other("a message without a descriptor"))
 }
