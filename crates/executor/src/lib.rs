@@ -15,6 +15,7 @@
 //! `skillcell_sandbox_linux::PreparedCell` before [`Executor::enter_with`], because a
 //! Landlock-restricted process cannot mount.
 
+mod egress;
 pub mod run;
 pub mod runtimes;
 

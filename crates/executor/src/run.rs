@@ -13,17 +13,30 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 use skillcell_audit::Event;
 use skillcell_sandbox::{
-    CellLimits, CellSpec, EnforcementReport, HOME_DIR, Mount, MountKind, Outcome, SCRATCH_DIR,
-    SKILL_DIR, placeholder_target,
+    CellLimits, CellSpec, Denial, EnforcementReport, HOME_DIR, Layer, Mount, MountKind, Outcome,
+    PROXY_PORT, SCRATCH_DIR, SKILL_DIR, placeholder_target,
 };
+use skillcell_egress::EgressSummary;
 use skillcell_sandbox_linux::PreparedCell;
 use skillcell_types::{Access, Contract, Decision, GrantPath, Limits, Runtime};
 
+use crate::egress::RunEgress;
 use crate::runtimes::{self, Interpreter};
 use crate::{ExecError, Executor, Resolved};
 
 /// The fixed `PATH` inside every cell (never the caller's).
 pub const CELL_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Variables that point clients at the egress proxy, in the spellings programs read
+/// (curl reads only the lower-case `http_proxy`; Python and Go read either).
+pub const PROXY_VARS: [&str; 6] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
 
 /// What the caller asks for.
 #[derive(Clone, Debug, Default)]
@@ -48,6 +61,8 @@ pub struct RunOutcome {
     pub seq: u32,
     pub runtime: Runtime,
     pub script: String,
+    /// What went through the egress proxy.
+    pub egress: EgressSummary,
     pub report: EnforcementReport,
 }
 
@@ -271,6 +286,13 @@ pub fn plan(
         Runtime::Wasm => return Err(PlanError::Wasm),
     };
     argv.extend(request.args.iter().cloned());
+    // The one way out: the egress proxy. Set last and in both cases, replacing anything of the
+    // same name (the contract cannot declare these; this keeps it so).
+    let proxy = format!("http://127.0.0.1:{PROXY_PORT}");
+    env.retain(|(k, _)| !PROXY_VARS.iter().any(|p| p.eq_ignore_ascii_case(k)));
+    for var in PROXY_VARS {
+        env.push((var.to_owned(), proxy.clone()));
+    }
     let spec = CellSpec {
         argv,
         env,
@@ -279,6 +301,7 @@ pub fn plan(
         mounts,
         exec,
         limits: cell_limits(&contract.limits),
+        proxy_port: Some(PROXY_PORT),
     };
     Ok((spec, runtime, script))
 }
@@ -541,9 +564,37 @@ impl Executor {
                 });
             }
         };
+        let subject = crate::egress::Subject {
+            actor: self.actor(),
+            skill: &request.name,
+            version: resolved.version.tree_hash,
+            run_id: &run_id,
+        };
+        let (egress, listener_to) = match RunEgress::start(self.home(), &contract, subject) {
+            Ok(x) => x,
+            Err(reason) => {
+                self.audit_event(
+                    Event::new(self.actor(), "run", Decision::Deny, reason.clone())
+                        .skill(&request.name)
+                        .version(resolved.version.tree_hash)
+                        .details(serde_json::json!({ "code": "egress_unavailable", "run": run_id })),
+                )?;
+                return Err(ExecError::Refused {
+                    name: request.name.clone(),
+                    code: "egress_unavailable",
+                    reason,
+                });
+            }
+        };
+        let mut cell = cell;
+        cell.send_listener_to(listener_to);
         let report = cell.run(&spec, &request.stdin, out, err);
+        let (egress_summary, written) = egress.finish();
         let report = match report {
-            Ok(r) => r,
+            Ok(mut r) => {
+                add_egress(&mut r, &contract, &egress_summary, written);
+                r
+            }
             Err(e) => {
                 self.audit_event(
                     Event::new(self.actor(), "run", Decision::Deny, e.to_string())
@@ -574,6 +625,7 @@ impl Executor {
                     "args": request.args.len(),
                     "stdin_bytes": request.stdin.len(),
                     "placeholders": request.placeholders.keys().collect::<Vec<_>>(),
+                    "egress": egress_summary,
                     "report": report,
                 })),
         )?;
@@ -583,8 +635,48 @@ impl Executor {
             seq: resolved.version.seq,
             runtime,
             script,
+            egress: egress_summary,
             report,
         })
+    }
+}
+
+/// The egress layer and the proxy's refusals, into the run's report.
+fn add_egress(
+    report: &mut EnforcementReport,
+    contract: &Contract,
+    summary: &EgressSummary,
+    written: crate::egress::Written,
+) {
+    if !report.layers.is_empty() {
+        let rules: Vec<String> = contract.network.iter().map(ToString::to_string).collect();
+        report.layers.push(Layer {
+            name: "egress".into(),
+            status: if summary.failed.is_some() || written.lost > 0 {
+                "partial".into()
+            } else {
+                "applied".into()
+            },
+            detail: format!(
+                "loopback-only network; the one way out is the audited proxy at 127.0.0.1:{PROXY_PORT} ({}); {} connections, {} refused, {} bytes up, {} down, budget {}{}{}",
+                if rules.is_empty() { "no host allowed".to_owned() } else { format!("allows {}", rules.join(" ")) },
+                summary.connections,
+                summary.refused,
+                summary.bytes_up,
+                summary.bytes_down,
+                summary.budget_bytes,
+                summary.failed.as_deref().map(|e| format!("; proxy failed: {e}")).unwrap_or_default(),
+                if written.lost > 0 { format!("; {} records could not be audited", written.lost) } else { String::new() },
+            ),
+        });
+    }
+    report.denials.extend(written.denials);
+    if summary.budget_exhausted {
+        report.denials.push(Denial {
+            code: "egress_limit".into(),
+            what: format!("the egress budget of {} bytes was used up", summary.budget_bytes),
+            allow_with: "skillcell.limits: egress=<more>".into(),
+        });
     }
 }
 

@@ -622,7 +622,7 @@ impl PreparedCell {
                 Layer {
                     name: "landlock".into(),
                     status: if landlock_status == "full" { "applied".into() } else { "partial".into() },
-                    detail: format!("kernel ABI {}; {landlock_status}; exec allowlist of {} files; TCP bind/connect denied; signal and abstract-socket scopes", self.landlock_abi, spec.exec.len()),
+                    detail: format!("kernel ABI {}; {landlock_status}; exec allowlist of {} files; TCP bind denied, connect {}; signal and abstract-socket scopes", self.landlock_abi, spec.exec.len(), match spec.proxy_port { Some(p) => format!("only to the egress proxy (127.0.0.1:{p})"), None => "denied".into() }),
                 },
                 layer("seccomp", self.seccomp_summary.clone()),
                 layer("capabilities", "effective, permitted, inheritable, bounding and ambient sets empty".into()),

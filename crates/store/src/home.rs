@@ -90,6 +90,16 @@ impl Home {
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")
     }
+
+    /// The operator's configuration (`config/egress.conf`, …): read by the executor, written
+    /// by the operator only.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+
+    pub fn egress_config(&self) -> PathBuf {
+        self.config_dir().join("egress.conf")
+    }
 }
 
 #[cfg(test)]
