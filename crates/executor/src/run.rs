@@ -293,6 +293,11 @@ pub fn plan(
     for var in PROXY_VARS {
         env.push((var.to_owned(), proxy.clone()));
     }
+    if runtime == Runtime::Node {
+        // Node 24 and later honour the proxy variables only when asked to.
+        env.retain(|(k, _)| k != "NODE_USE_ENV_PROXY");
+        env.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
+    }
     let spec = CellSpec {
         argv,
         env,
