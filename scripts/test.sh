@@ -3,7 +3,8 @@
 # a C compiler (SQLite is built in), Python 3 with venv, the Agent Skills reference validator
 # (skills-ref, from PyPI) that every accepted SKILL.md is checked against, and what the cell's
 # attack tests drive or inspect from the host: Node.js (a cell runtime), util-linux (unshare,
-# nsenter, ipcmk, dmesg, su), iproute2 (ip), findutils.
+# nsenter, ipcmk, dmesg, su), iproute2 (ip), findutils, and for the egress tests curl and
+# Python's requests.
 # Some tests need root (device nodes) and a kernel with Landlock and user namespaces; they fail
 # loudly, never skip, when those are missing (`skillcell doctor` says why).
 set -euo pipefail
@@ -23,6 +24,7 @@ done
 command -v su >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v find >/dev/null 2>&1 || missing+=(findutils)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
@@ -35,6 +37,14 @@ if [ ! -x .venv-test/bin/agentskills ]; then
   .venv-test/bin/pip install --quiet --disable-pip-version-check skills-ref==0.1.1
 fi
 export SKILLCELL_AGENTSKILLS="$PWD/.venv-test/bin/agentskills"
+
+# The egress tests' positive control drives Python `requests` inside a cell, which runs the
+# host's python3: it must be importable there.
+if ! python3 -c 'import requests' >/dev/null 2>&1; then
+  echo "== installing requests for the host's python3 (egress positive control)"
+  python3 -m pip install --quiet --disable-pip-version-check requests \
+    || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-requests
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
