@@ -599,27 +599,36 @@ struct Counted {
 }
 
 impl Counted {
-    /// Takes up to `want` bytes of the budget; 0 when it is used up.
-    fn allowance(&self, want: usize) -> usize {
-        let used = self.shared.used.load(Ordering::Relaxed);
-        let left = self.shared.budget.saturating_sub(used);
-        usize::try_from(left).unwrap_or(usize::MAX).min(want)
+    /// Reserves up to `want` bytes of the run's budget (exactly, across concurrent
+    /// connections); 0 when it is used up.
+    fn reserve(&self, want: usize) -> usize {
+        let budget = self.shared.budget;
+        let mut got = 0u64;
+        let _ = self
+            .shared
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                got = budget.saturating_sub(used).min(want as u64);
+                Some(used + got)
+            });
+        if got == 0 && want > 0 {
+            self.shared.budget_exhausted.store(true, Ordering::Relaxed);
+        }
+        usize::try_from(got).unwrap_or(want)
     }
 
-    fn spent(&self, n: usize, up: bool) {
-        let n = n as u64;
-        let used = self.shared.used.fetch_add(n, Ordering::Relaxed) + n;
-        if used >= self.shared.budget {
-            self.shared
-                .budget_exhausted
-                .store(true, Ordering::Relaxed);
+    /// Settles a reservation: `used` bytes really moved, the rest goes back.
+    fn settle(&self, reserved: usize, used: usize, up: bool) {
+        let back = reserved.saturating_sub(used) as u64;
+        if back > 0 {
+            self.shared.used.fetch_sub(back, Ordering::AcqRel);
         }
         let c = if up {
             &self.counters.up
         } else {
             &self.counters.down
         };
-        c.fetch_add(n, Ordering::Relaxed);
+        c.fetch_add(used as u64, Ordering::Relaxed);
     }
 
     fn exhausted() -> io::Error {
@@ -634,20 +643,23 @@ impl AsyncRead for Counted {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let allowed = this.allowance(buf.remaining());
-        if allowed == 0 && buf.remaining() > 0 {
-            this.shared
-                .budget_exhausted
-                .store(true, Ordering::Relaxed);
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let allowed = this.reserve(buf.remaining());
+        if allowed == 0 {
             return Poll::Ready(Err(Self::exhausted()));
         }
         let dst = buf.initialize_unfilled_to(allowed);
         let mut limited = ReadBuf::new(dst);
         let polled = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
-        let n = limited.filled().len();
-        if let Poll::Ready(Ok(())) = polled {
+        let n = match polled {
+            Poll::Ready(Ok(())) => limited.filled().len(),
+            _ => 0,
+        };
+        this.settle(allowed, n, false);
+        if n > 0 {
             buf.advance(n);
-            this.spent(n, false);
         }
         polled
     }
@@ -660,17 +672,19 @@ impl AsyncWrite for Counted {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let allowed = this.allowance(data.len());
-        if allowed == 0 && !data.is_empty() {
-            this.shared
-                .budget_exhausted
-                .store(true, Ordering::Relaxed);
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let allowed = this.reserve(data.len());
+        if allowed == 0 {
             return Poll::Ready(Err(Self::exhausted()));
         }
         let polled = Pin::new(&mut this.inner).poll_write(cx, &data[..allowed]);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.spent(n, true);
-        }
+        let n = match polled {
+            Poll::Ready(Ok(n)) => n,
+            _ => 0,
+        };
+        this.settle(allowed, n, true);
         polled
     }
 
