@@ -20,7 +20,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::New { name, dir } => new(name, dir, json),
         Command::Lint { path } => lint(path, json),
-        Command::Doctor => doctor(json),
+        Command::Doctor => doctor(cli.home().ok().as_ref(), json),
         Command::Install { path } => install(&cli.home()?, path, json),
         Command::List => list(&cli.home()?, json),
         Command::Show { name } => show(&cli.home()?, name, json),
@@ -600,8 +600,64 @@ fn cell_check() -> doctor::Check {
     }
 }
 
-fn doctor(json: bool) -> Result<u8, Failure> {
+/// The operator's egress configuration, and where allowed names will be resolved.
+fn egress_check(home: Option<&skillcell_store::Home>) -> doctor::Check {
+    let meaning = "the egress proxy resolves declared names with these servers; a bad line refuses every run";
+    let Some(home) = home else {
+        return doctor::Check {
+            id: "egress",
+            status: Status::Warn,
+            found: "no data dir (set SKILLCELL_HOME or --home) to read config/egress.conf from".into(),
+            meaning,
+            fix: None,
+        };
+    };
+    let path = home.egress_config();
+    match skillcell_egress::EgressConfig::load(&path) {
+        Err(e) => doctor::Check {
+            id: "egress",
+            status: Status::Fail,
+            found: e.to_string(),
+            meaning,
+            fix: Some(format!("correct {} (docs/egress.md lists its directives)", path.display())),
+        },
+        Ok(c) if !c.nameservers.is_empty() => doctor::Check {
+            id: "egress",
+            status: Status::Ok,
+            found: format!(
+                "{}: nameservers {}; {} mapped names",
+                path.display(),
+                c.nameservers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                c.map.len()
+            ),
+            meaning,
+            fix: None,
+        },
+        Ok(c) => {
+            let servers: Vec<String> = std::fs::read_to_string("/etc/resolv.conf")
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .map(|s| s.trim().to_owned())
+                .collect();
+            doctor::Check {
+                id: "egress",
+                status: if servers.is_empty() { Status::Warn } else { Status::Ok },
+                found: if servers.is_empty() {
+                    format!("no nameserver in /etc/resolv.conf nor {}: only mapped names resolve ({} mapped)", path.display(), c.map.len())
+                } else {
+                    format!("the host's resolvers ({}); {} mapped names", servers.join(", "), c.map.len())
+                },
+                meaning,
+                fix: servers.is_empty().then(|| format!("add `nameserver ADDRESS` to {}", path.display())),
+            }
+        }
+    }
+}
+
+fn doctor(home: Option<&skillcell_store::Home>, json: bool) -> Result<u8, Failure> {
     let mut report = doctor::run();
+    report.checks.push(egress_check(home));
     // Single-threaded here, as a cell launch requires.
     report.checks.push(cell_check());
     let code = if report.worst() == Status::Fail {

@@ -92,3 +92,40 @@ fn the_skill_process_has_no_capabilities_no_new_privs_and_a_filter() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The operator's egress configuration is read at every run; a line it cannot understand
+/// refuses the run (fail closed), audited, and nothing of the skill runs.
+#[test]
+fn a_broken_egress_configuration_refuses_the_run() {
+    let lab = Lab::new();
+    lab.python(
+        "marks",
+        &["skillcell.fs.write: $WORKSPACE"],
+        "import os\nopen(os.environ['SKILLCELL_PATH_WORKSPACE'] + '/ran', 'w').close()\n",
+    );
+    let ws = lab.s("ws");
+    // Positive control: with a valid configuration the skill runs and leaves its mark.
+    std::fs::create_dir_all(lab.home.path().join("config")).expect("config dir");
+    std::fs::write(
+        lab.home.path().join("config/egress.conf"),
+        "map svc.test 127.0.0.1\n",
+    )
+    .expect("conf");
+    let r = lab.run(&["marks", "--workspace", &ws]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(lab.path("ws/ran").exists(), "the control run left no mark");
+    std::fs::remove_file(lab.path("ws/ran")).expect("rm");
+
+    std::fs::write(
+        lab.home.path().join("config/egress.conf"),
+        "map svc.test 127.0.0.1\nproxy 10.0.0.1\n",
+    )
+    .expect("conf");
+    let r = lab.run(&["marks", "--workspace", &ws]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stdout.contains("egress.conf:2"), "{r:?}");
+    assert!(!lab.path("ws/ran").exists(), "the skill ran anyway");
+    let rec = lab.last_run_record("marks");
+    assert_eq!(rec["decision"], "deny");
+    assert_eq!(rec["details"]["code"], "egress_unavailable");
+}
