@@ -187,12 +187,16 @@ pub fn run(home: &Home, args: &RunArgs<'_>, json: bool) -> Result<u8, Failure> {
 fn explain(report: &EnforcementReport, full: bool) {
     let mut err = std::io::stderr().lock();
     for d in &report.denials {
-        let _ = writeln!(
-            err,
-            "skillcell: {} (to allow: {})",
-            escape(&d.what),
-            escape(&d.allow_with)
-        );
+        let _ = if d.allow_with.is_empty() {
+            writeln!(err, "skillcell: {} ({})", escape(&d.what), escape(&d.code))
+        } else {
+            writeln!(
+                err,
+                "skillcell: {} (to allow: {})",
+                escape(&d.what),
+                escape(&d.allow_with)
+            )
+        };
     }
     if full {
         let _ = writeln!(

@@ -132,17 +132,30 @@ async fn serve(fd: OwnedFd, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
 }
 
 async fn serve_client(stream: TcpStream, shared: Arc<Shared>) {
+    let for_service = Arc::clone(&shared);
     let svc = service_fn(move |req| {
-        let shared = Arc::clone(&shared);
+        let shared = Arc::clone(&for_service);
         async move { Ok::<_, Infallible>(handle(req, shared).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
         .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades()
         .await;
+    // Bytes that never became a request (hyper answered 400 itself) are a refusal too.
+    if let Err(e) = served
+        && e.is_parse()
+        && shared.started.fetch_add(1, Ordering::Relaxed) < MAX_RECORDS
+    {
+        let mut pending = Pending::new(&shared, &Method::GET, String::new(), 0);
+        pending.record.method = "?".into();
+        pending.refuse(&Refusal::new(
+            "bad_request",
+            format!("bytes that are not an HTTP request: {e}"),
+        ));
+    }
 }
 
 /// Bytes of one upstream connection.

@@ -135,7 +135,9 @@ fn write_records(
 }
 
 fn describe(r: &ConnectionRecord) -> String {
-    if r.port == 0 {
+    if r.host.is_empty() {
+        "a connection to the proxy that sent no HTTP request".to_owned()
+    } else if r.port == 0 {
         format!("{} {}", r.method, r.host)
     } else {
         format!("{} {}:{}", r.method, r.host, r.port)
