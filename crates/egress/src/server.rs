@@ -163,6 +163,8 @@ async fn serve_client(stream: TcpStream, shared: Arc<Shared>) {
 struct Counters {
     up: AtomicU64,
     down: AtomicU64,
+    /// A read or write was refused because the run's budget was used up.
+    cut: std::sync::atomic::AtomicBool,
 }
 
 /// One record in the making: written when dropped, whatever ended the connection.
@@ -230,6 +232,13 @@ impl Drop for Pending {
                 duration_ms: 0,
             },
         );
+        if self.counters.cut.load(Ordering::Relaxed) && record.code == "allowed" {
+            record.code = "egress_budget".into();
+            record.reason = format!(
+                "{}: cut at the egress budget of {} bytes",
+                record.reason, self.shared.budget
+            );
+        }
         record.bytes_up = self.counters.up.load(Ordering::Relaxed);
         record.bytes_down = self.counters.down.load(Ordering::Relaxed);
         record.duration_ms = self.started.elapsed().as_millis() as u64;
@@ -321,16 +330,8 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
                     Ok(upgraded) => {
                         let mut client = TokioIo::new(upgraded);
                         let mut upstream = upstream;
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                            && shared.budget_exhausted.load(Ordering::Relaxed)
-                        {
-                            let _ = e;
-                            pending.record.reason = format!(
-                                "{what}: cut at the egress budget of {} bytes",
-                                shared.budget
-                            );
-                            pending.record.code = "egress_budget".into();
-                        }
+                        // A budget cut is marked on the counters and recorded by `pending`.
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                     }
                     Err(e) => pending.fail("tunnel_failed", e.to_string()),
                 }
@@ -402,8 +403,7 @@ async fn forward(
             )
         }
         Err(e) => {
-            let reason = if pending.shared.budget_exhausted.load(Ordering::Relaxed) {
-                pending.record.code = "egress_budget".into();
+            let reason = if pending.counters.cut.load(Ordering::Relaxed) {
                 format!("cut at the egress budget of {} bytes", pending.shared.budget)
             } else {
                 pending.fail("upstream_failed", e.to_string());
@@ -626,6 +626,7 @@ impl Counted {
             });
         if got == 0 && want > 0 {
             self.shared.budget_exhausted.store(true, Ordering::Relaxed);
+            self.counters.cut.store(true, Ordering::Relaxed);
         }
         usize::try_from(got).unwrap_or(want)
     }

@@ -575,6 +575,9 @@ impl Executor {
             version: resolved.version.tree_hash,
             run_id: &run_id,
         };
+        // The proxy's threads must not take a SIGINT meant for the run (it would kill the
+        // process before the run is reported): they inherit this thread's mask.
+        skillcell_sandbox_linux::block_interrupts()?;
         let (egress, listener_to) = match RunEgress::start(self.home(), &contract, subject) {
             Ok(x) => x,
             Err(reason) => {

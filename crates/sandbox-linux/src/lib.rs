@@ -19,5 +19,5 @@ mod supervisor;
 mod sys;
 
 pub use landlock_self::{LandlockError, LandlockReport, restrict_writes};
-pub use supervisor::{CellError, PreparedCell};
+pub use supervisor::{CellError, PreparedCell, block_interrupts};
 pub use sys::landlock_abi;

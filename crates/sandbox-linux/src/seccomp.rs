@@ -737,6 +737,11 @@ mod x86_64 {
             OTHER_SOCKETPAIR_FAMILY,
             "socket pairs of any family but AF_UNIX (see socket)"
         ),
+        deny!(
+            SYS_listen,
+            Eperm,
+            "listening serves no one (nothing outside the cell can reach it), and listen() on an unbound TCP socket binds an ephemeral port without the bind hook Landlock checks; the egress proxy's listener is made by the init before the filter"
+        ),
     ];
 
     pub(super) fn build(rules: &[DenyRule]) -> Result<CellFilter, SeccompError> {
@@ -1408,6 +1413,11 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn listen_is_refused() {
+        assert_eq!(answer(libc::SYS_listen, [3, 128, 0, 0, 0, 0]), errno(libc::EPERM));
     }
 
     #[test]

@@ -58,6 +58,14 @@ const INTERRUPTS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP,
 /// Largest spec the init accepts.
 const MAX_SPEC: usize = 16 << 20;
 
+/// Blocks the signals that interrupt a run (SIGINT, SIGTERM, SIGHUP, SIGQUIT) in the calling
+/// thread. Call it before starting threads that live during a run (the egress proxy, its audit
+/// writer): they inherit the mask, so such a signal reaches the run's signalfd (the cell is
+/// killed, the run reported and audited) instead of killing the process in another thread.
+pub fn block_interrupts() -> Result<(), CellError> {
+    sys::block_signals(&INTERRUPTS).map_err(io_step("block signals"))
+}
+
 /// A cell whose init is waiting for its spec.
 #[derive(Debug)]
 pub struct PreparedCell {

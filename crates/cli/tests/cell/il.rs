@@ -299,6 +299,13 @@ fn the_skill_environ_holds_only_the_cell_variables_and_the_declared_one() {
         ("SKILLCELL_PATH_LOOT", "/mnt/loot"),
         // Positive control: the declared variable passes, with the caller's value.
         ("DECLARED_VAR", declared.as_str()),
+        // The one way out, in every spelling clients read (docs/egress.md).
+        ("HTTP_PROXY", "http://127.0.0.1:3128"),
+        ("HTTPS_PROXY", "http://127.0.0.1:3128"),
+        ("ALL_PROXY", "http://127.0.0.1:3128"),
+        ("http_proxy", "http://127.0.0.1:3128"),
+        ("https_proxy", "http://127.0.0.1:3128"),
+        ("all_proxy", "http://127.0.0.1:3128"),
     ]
     .into_iter()
     .collect();

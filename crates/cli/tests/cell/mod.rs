@@ -10,6 +10,7 @@ mod dv;
 mod fs;
 mod il;
 mod ks;
+mod nw;
 mod pr;
 mod review;
 mod rs;

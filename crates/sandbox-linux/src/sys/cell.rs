@@ -863,6 +863,23 @@ pub fn monotonic_us() -> u64 {
 
 /// Blocks `signals` in the calling thread (threads it starts inherit the mask) and returns a
 /// signalfd that becomes readable when one arrives.
+/// Blocks `signals` in the calling thread (threads it starts later inherit the mask).
+pub fn block_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    // SAFETY: sigemptyset/sigaddset initialize and fill the local set; pthread_sigmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+    }
+    Ok(())
+}
+
 pub fn signalfd_for(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     // SAFETY: sigemptyset/sigaddset initialize and fill the local set; pthread_sigmask and
     // signalfd read it; signalfd returns a new descriptor, wrapped right away.
