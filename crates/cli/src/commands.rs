@@ -602,12 +602,14 @@ fn cell_check() -> doctor::Check {
 
 /// The operator's egress configuration, and where allowed names will be resolved.
 fn egress_check(home: Option<&skillcell_store::Home>) -> doctor::Check {
-    let meaning = "the egress proxy resolves declared names with these servers; a bad line refuses every run";
+    let meaning =
+        "the egress proxy resolves declared names with these servers; a bad line refuses every run";
     let Some(home) = home else {
         return doctor::Check {
             id: "egress",
             status: Status::Warn,
-            found: "no data dir (set SKILLCELL_HOME or --home) to read config/egress.conf from".into(),
+            found: "no data dir (set SKILLCELL_HOME or --home) to read config/egress.conf from"
+                .into(),
             meaning,
             fix: None,
         };
@@ -619,7 +621,10 @@ fn egress_check(home: Option<&skillcell_store::Home>) -> doctor::Check {
             status: Status::Fail,
             found: e.to_string(),
             meaning,
-            fix: Some(format!("correct {} (docs/egress.md lists its directives)", path.display())),
+            fix: Some(format!(
+                "correct {} (docs/egress.md lists its directives)",
+                path.display()
+            )),
         },
         Ok(c) if !c.nameservers.is_empty() => doctor::Check {
             id: "egress",
@@ -627,7 +632,11 @@ fn egress_check(home: Option<&skillcell_store::Home>) -> doctor::Check {
             found: format!(
                 "{}: nameservers {}; {} mapped names",
                 path.display(),
-                c.nameservers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                c.nameservers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 c.map.len()
             ),
             meaning,
@@ -642,14 +651,28 @@ fn egress_check(home: Option<&skillcell_store::Home>) -> doctor::Check {
                 .collect();
             doctor::Check {
                 id: "egress",
-                status: if servers.is_empty() { Status::Warn } else { Status::Ok },
-                found: if servers.is_empty() {
-                    format!("no nameserver in /etc/resolv.conf nor {}: only mapped names resolve ({} mapped)", path.display(), c.map.len())
+                status: if servers.is_empty() {
+                    Status::Warn
                 } else {
-                    format!("the host's resolvers ({}); {} mapped names", servers.join(", "), c.map.len())
+                    Status::Ok
+                },
+                found: if servers.is_empty() {
+                    format!(
+                        "no nameserver in /etc/resolv.conf nor {}: only mapped names resolve ({} mapped)",
+                        path.display(),
+                        c.map.len()
+                    )
+                } else {
+                    format!(
+                        "the host's resolvers ({}); {} mapped names",
+                        servers.join(", "),
+                        c.map.len()
+                    )
                 },
                 meaning,
-                fix: servers.is_empty().then(|| format!("add `nameserver ADDRESS` to {}", path.display())),
+                fix: servers
+                    .is_empty()
+                    .then(|| format!("add `nameserver ADDRESS` to {}", path.display())),
             }
         }
     }

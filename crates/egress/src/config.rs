@@ -191,7 +191,10 @@ impl Resolver {
             return Ok((addrs.clone(), AddressSource::OperatorMap));
         }
         let fqdn = format!("{name}.");
-        let dns = self.dns.as_ref().map_err(|e| format!("cannot resolve {name}: {e}"))?;
+        let dns = self
+            .dns
+            .as_ref()
+            .map_err(|e| format!("cannot resolve {name}: {e}"))?;
         let answer = dns
             .lookup_ip(fqdn.as_str())
             .await

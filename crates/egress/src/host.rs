@@ -262,15 +262,29 @@ mod tests {
         ] {
             assert_eq!(Host::parse(s), Ok(ip("127.0.0.1")), "{s}");
         }
-        assert_eq!(Host::parse("0251.0376.0251.0376"), Ok(ip("169.254.169.254")));
-        for s in ["256.0.0.1", "1.2.3.4.5", "0x100000000", "1.2.3.08", "1.2.65536"] {
+        assert_eq!(
+            Host::parse("0251.0376.0251.0376"),
+            Ok(ip("169.254.169.254"))
+        );
+        for s in [
+            "256.0.0.1",
+            "1.2.3.4.5",
+            "0x100000000",
+            "1.2.3.08",
+            "1.2.65536",
+        ] {
             assert!(matches!(Host::parse(s), Err(HostError::BadIpv4(_))), "{s}");
         }
     }
 
     #[test]
     fn ipv4_hidden_in_ipv6_is_ipv4() {
-        for s in ["[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]", "[64:ff9b::7f00:1]"] {
+        for s in [
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+            "[::127.0.0.1]",
+            "[64:ff9b::7f00:1]",
+        ] {
             assert_eq!(Host::parse(s), Ok(ip("127.0.0.1")), "{s}");
         }
         assert_eq!(Host::parse("[::1]"), Ok(ip("::1")));
@@ -283,8 +297,14 @@ mod tests {
         for s in ["API.Example.COM", "api.example.com.", "api.example.com"] {
             assert_eq!(Host::parse(s), Ok(name("api.example.com")), "{s}");
         }
-        assert_eq!(Host::parse("bücher.example"), Ok(name("xn--bcher-kva.example")));
-        assert_eq!(Host::parse("BÜCHER.example"), Ok(name("xn--bcher-kva.example")));
+        assert_eq!(
+            Host::parse("bücher.example"),
+            Ok(name("xn--bcher-kva.example"))
+        );
+        assert_eq!(
+            Host::parse("BÜCHER.example"),
+            Ok(name("xn--bcher-kva.example"))
+        );
         for s in [
             "",
             ".",

@@ -154,12 +154,7 @@ mod tests {
     use super::*;
 
     fn policy(rules: &[&str]) -> Policy {
-        Policy::new(
-            rules
-                .iter()
-                .map(|r| skillcell_manifest_like(r))
-                .collect(),
-        )
+        Policy::new(rules.iter().map(|r| skillcell_manifest_like(r)).collect())
     }
 
     /// A tiny rule parser for tests (the real one lives in skillcell-manifest).
@@ -246,9 +241,13 @@ mod tests {
                 .map_err(|r| r.code),
             Err("special_address")
         );
-        assert!(p.check_address(&name, public, 8080, AddressSource::Dns).is_ok());
-        assert!(p
-            .check_address(&name, meta, 8080, AddressSource::OperatorMap)
-            .is_ok());
+        assert!(
+            p.check_address(&name, public, 8080, AddressSource::Dns)
+                .is_ok()
+        );
+        assert!(
+            p.check_address(&name, meta, 8080, AddressSource::OperatorMap)
+                .is_ok()
+        );
     }
 }

@@ -83,7 +83,11 @@ pub fn judge(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Target, 
         Some(h) => {
             let (hh, hp) = Host::parse_with_default_port(
                 &h,
-                if form == Form::Connect { port } else { default_port },
+                if form == Form::Connect {
+                    port
+                } else {
+                    default_port
+                },
             )
             .map_err(|e| Refusal::new("host_mismatch", format!("Host header: {e}")))?;
             if hh != host || hp != port {
@@ -124,9 +128,15 @@ mod tests {
     #[test]
     fn connect_takes_host_and_port() {
         let t = req("CONNECT", "api.test:443", &["api.test:443"]).expect("ok");
-        assert_eq!((t.host.to_string(), t.port, t.form), ("api.test".into(), 443, Form::Connect));
+        assert_eq!(
+            (t.host.to_string(), t.port, t.form),
+            ("api.test".into(), 443, Form::Connect)
+        );
         assert!(req("CONNECT", "api.test:443", &[]).is_ok());
-        assert_eq!(req("CONNECT", "api.test:443", &["evil.test:443"]), Err("host_mismatch"));
+        assert_eq!(
+            req("CONNECT", "api.test:443", &["evil.test:443"]),
+            Err("host_mismatch")
+        );
         assert_eq!(req("CONNECT", "api.test", &[]), Err("bad_request"));
     }
 
@@ -136,14 +146,23 @@ mod tests {
         assert_eq!((t.port, t.form), (80, Form::Absolute));
         assert_eq!(t.host_header, "api.test");
         assert!(req("GET", "http://api.test:80/x", &["api.test"]).is_ok());
-        assert_eq!(req("GET", "http://api.test/x", &["evil.test"]), Err("host_mismatch"));
-        assert_eq!(req("GET", "http://api.test/x", &["api.test:8080"]), Err("host_mismatch"));
+        assert_eq!(
+            req("GET", "http://api.test/x", &["evil.test"]),
+            Err("host_mismatch")
+        );
+        assert_eq!(
+            req("GET", "http://api.test/x", &["api.test:8080"]),
+            Err("host_mismatch")
+        );
         assert_eq!(
             req("GET", "http://api.test/x", &["api.test", "api.test"]),
             Err("bad_request")
         );
         assert_eq!(req("GET", "https://api.test/x", &[]), Err("bad_request"));
-        assert_eq!(req("GET", "http://user@evil.test/x", &[]), Err("bad_request"));
+        assert_eq!(
+            req("GET", "http://user@evil.test/x", &[]),
+            Err("bad_request")
+        );
         let t = req("GET", "http://api.test:8080/x", &[]).expect("ok");
         assert_eq!(t.host_header, "api.test:8080");
         let t = req("GET", "http://0x7f.1:8080/", &[]).expect("ok");
@@ -153,7 +172,10 @@ mod tests {
     #[test]
     fn origin_form_uses_the_host_header() {
         let t = req("GET", "/x", &["api.test:8080"]).expect("ok");
-        assert_eq!((t.host.to_string(), t.port, t.form), ("api.test".into(), 8080, Form::Origin));
+        assert_eq!(
+            (t.host.to_string(), t.port, t.form),
+            ("api.test".into(), 8080, Form::Origin)
+        );
         assert_eq!(req("GET", "/x", &[]), Err("bad_request"));
         assert_eq!(req("OPTIONS", "*", &["api.test"]), Err("bad_request"));
     }

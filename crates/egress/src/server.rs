@@ -262,7 +262,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
         shared.over_cap.fetch_add(1, Ordering::Relaxed);
         let refusal = Refusal::new(
             "too_many_connections",
-            format!("this run has made {MAX_RECORDS} connections through the proxy, the most one run may"),
+            format!(
+                "this run has made {MAX_RECORDS} connections through the proxy, the most one run may"
+            ),
         );
         return refuse(StatusCode::FORBIDDEN, &method, "this request", &refusal);
     }
@@ -308,7 +310,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
     let (stream, addr) = match dial(&candidates, target.port).await {
         Ok(s) => s,
         Err(reason) => {
-            pending.record.address = candidates.first().map(|a| SocketAddr::new(*a, target.port).to_string());
+            pending.record.address = candidates
+                .first()
+                .map(|a| SocketAddr::new(*a, target.port).to_string());
             pending.fail("connect_failed", reason.clone());
             return failure(&method, &what, &reason);
         }
@@ -352,13 +356,14 @@ async fn forward(
     what: &str,
 ) -> Response<ProxyBody> {
     let method = req.method().clone();
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
-        Ok(x) => x,
-        Err(e) => {
-            pending.fail("upstream_failed", e.to_string());
-            return failure(&method, what, &e.to_string());
-        }
-    };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+            Ok(x) => x,
+            Err(e) => {
+                pending.fail("upstream_failed", e.to_string());
+                return failure(&method, what, &e.to_string());
+            }
+        };
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -404,7 +409,10 @@ async fn forward(
         }
         Err(e) => {
             let reason = if pending.counters.cut.load(Ordering::Relaxed) {
-                format!("cut at the egress budget of {} bytes", pending.shared.budget)
+                format!(
+                    "cut at the egress budget of {} bytes",
+                    pending.shared.budget
+                )
             } else {
                 pending.fail("upstream_failed", e.to_string());
                 e.to_string()
@@ -432,8 +440,7 @@ async fn addresses(shared: &Shared, target: &Target) -> Result<Vec<IpAddr>, Look
     for a in addrs {
         // An IPv6 form of an IPv4 address is dialed (and judged) as the IPv4 address.
         let a = match a {
-            IpAddr::V6(v6) => skillcell_types::net::as_ipv4_destination(&v6)
-                .map_or(a, IpAddr::V4),
+            IpAddr::V6(v6) => skillcell_types::net::as_ipv4_destination(&v6).map_or(a, IpAddr::V4),
             v4 => v4,
         };
         match shared
@@ -531,11 +538,17 @@ fn budget_refusal(budget: u64) -> Refusal {
 }
 
 fn empty() -> ProxyBody {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn text_response(status: StatusCode, code: &str, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

@@ -12,11 +12,11 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 use skillcell_audit::Event;
+use skillcell_egress::EgressSummary;
 use skillcell_sandbox::{
     CellLimits, CellSpec, Denial, EnforcementReport, HOME_DIR, Layer, Mount, MountKind, Outcome,
     PROXY_PORT, SCRATCH_DIR, SKILL_DIR, placeholder_target,
 };
-use skillcell_egress::EgressSummary;
 use skillcell_sandbox_linux::PreparedCell;
 use skillcell_types::{Access, Contract, Decision, GrantPath, Limits, Runtime};
 
@@ -585,7 +585,9 @@ impl Executor {
                     Event::new(self.actor(), "run", Decision::Deny, reason.clone())
                         .skill(&request.name)
                         .version(resolved.version.tree_hash)
-                        .details(serde_json::json!({ "code": "egress_unavailable", "run": run_id })),
+                        .details(
+                            serde_json::json!({ "code": "egress_unavailable", "run": run_id }),
+                        ),
                 )?;
                 return Err(ExecError::Refused {
                     name: request.name.clone(),
@@ -682,7 +684,10 @@ fn add_egress(
     if summary.budget_exhausted {
         report.denials.push(Denial {
             code: "egress_limit".into(),
-            what: format!("the egress budget of {} bytes was used up", summary.budget_bytes),
+            what: format!(
+                "the egress budget of {} bytes was used up",
+                summary.budget_bytes
+            ),
             allow_with: "skillcell.limits: egress=<more>".into(),
         });
     }

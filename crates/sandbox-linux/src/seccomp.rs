@@ -1417,7 +1417,10 @@ mod tests {
 
     #[test]
     fn listen_is_refused() {
-        assert_eq!(answer(libc::SYS_listen, [3, 128, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(
+            answer(libc::SYS_listen, [3, 128, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
     }
 
     #[test]

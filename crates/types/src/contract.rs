@@ -344,7 +344,7 @@ impl LimitKind {
         match self {
             Self::Memory | Self::Fsize | Self::Output | Self::Tmp | Self::Egress => {
                 LimitUnit::Bytes
-            },
+            }
             Self::Cpu | Self::Wall => LimitUnit::Duration,
             Self::Pids | Self::Nofile => LimitUnit::Count,
         }

@@ -145,7 +145,13 @@ mod tests {
         ] {
             assert!(special_use(v4(s)).is_some(), "{s}");
         }
-        for s in ["93.184.216.34", "1.1.1.1", "172.32.0.1", "100.128.0.1", "8.8.8.8"] {
+        for s in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "8.8.8.8",
+        ] {
             assert_eq!(special_use(v4(s)), None, "{s}");
         }
         assert_eq!(
@@ -174,7 +180,11 @@ mod tests {
         ] {
             assert!(special_use(v6(s)).is_some(), "{s}");
         }
-        for s in ["2606:4700::1111", "::ffff:93.184.216.34", "64:ff9b::808:808"] {
+        for s in [
+            "2606:4700::1111",
+            "::ffff:93.184.216.34",
+            "64:ff9b::808:808",
+        ] {
             assert_eq!(special_use(v6(s)), None, "{s}");
         }
     }

@@ -946,7 +946,12 @@ fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
         return Err(io::Error::other("no room for the descriptor"));
     }
-    sendmsg(sock, &[io::IoSlice::new(b"L")], &mut control, SendFlags::NOSIGNAL)?;
+    sendmsg(
+        sock,
+        &[io::IoSlice::new(b"L")],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )?;
     Ok(())
 }
 
