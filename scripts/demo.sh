@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds skillcell and runs its main job on example skills: check the kernel, lint a skill,
 # install skills into a content-addressed store, show what they will be able to do, run them in
-# fresh cells (a JSON tool; a skill writing into a workspace), verify the store and the audit
+# fresh cells (a JSON tool; a skill writing into a workspace; a network skill through the egress
+# proxy), verify the store and the audit
 # trail. The data dir is ./.skillcell-demo unless SKILLCELL_HOME is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,9 @@ mkdir -p "$workspace"
 sc run workspace-notes --workspace "$workspace" -- add "Ran a skill in a cell"
 sc run workspace-notes --workspace "$workspace" -- list --last 3
 sc run json-stats --json --input '{"values": [1, 2]}' | head -c 600; echo " …"
+# Its only way out is the egress proxy, which allows api.open-meteo.com:443 and nothing else
+# (without internet access the proxy reports that the name could not be resolved).
+sc run weather-forecast -- --lat 52.52 --lon 13.41 --days 2 || true
 sc verify
-sc audit --last 6
+sc audit --last 8
 sc audit verify
