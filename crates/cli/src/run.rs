@@ -53,6 +53,8 @@ struct JsonRun<'a> {
     exit_code: i32,
     stdout: String,
     stderr: String,
+    /// What went through the egress proxy.
+    egress: &'a skillcell_egress::EgressSummary,
     report: &'a EnforcementReport,
 }
 
@@ -154,6 +156,7 @@ pub fn run(home: &Home, args: &RunArgs<'_>, json: bool) -> Result<u8, Failure> {
             exit_code: o.report.exit_code(),
             stdout: String::from_utf8_lossy(&out).into_owned(),
             stderr: String::from_utf8_lossy(&err).into_owned(),
+            egress: &o.egress,
             report: &o.report,
         })?;
         o
