@@ -232,6 +232,10 @@ fn parse_ipv4_number(p: &str) -> Option<u64> {
         // `0x` alone is zero, as inet_aton reads it.
         return (radix == 16).then_some(0);
     }
+    // Digits only: `from_str_radix` alone would also take a leading `+`.
+    if !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
     u64::from_str_radix(digits, radix).ok()
 }
 
@@ -274,6 +278,10 @@ mod tests {
             "1.2.65536",
         ] {
             assert!(matches!(Host::parse(s), Err(HostError::BadIpv4(_))), "{s}");
+        }
+        // Signs are not digits (found by the proxy_request fuzz target).
+        for s in ["120.+1", "+1", "0x+1", "0+1", "1.2.3.+4", "-1"] {
+            assert_eq!(parse_ipv4_loose(s), None, "{s}");
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Target {
     /// The `Host` header to send upstream (the client's own, when it sent one: it was checked
     /// to name the same host and port).
     pub host_header: String,
+    /// The origin-form target to send upstream (`/path?query`; `/` when the URL has no path),
+    /// already checked to parse. Empty for CONNECT.
+    pub path: String,
 }
 
 fn bad(reason: impl Into<String>) -> Refusal {
@@ -103,11 +106,29 @@ pub fn judge(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Target, 
         None if port == default_port => host.to_string(),
         None => format!("{host}:{port}"),
     };
+    let path = if form == Form::Connect {
+        String::new()
+    } else {
+        let p = match uri.path() {
+            "" => "/",
+            p => p,
+        };
+        let path = match uri.query() {
+            Some(q) => format!("{p}?{q}"),
+            None => p.to_owned(),
+        };
+        // Checked before anything is dialed: what goes upstream must be a plain path.
+        match path.parse::<Uri>() {
+            Ok(u) if u.scheme().is_none() && u.authority().is_none() => path,
+            _ => return Err(bad(format!("the path {path:?} cannot be forwarded"))),
+        }
+    };
     Ok(Target {
         host,
         port,
         form,
         host_header,
+        path,
     })
 }
 
@@ -167,6 +188,13 @@ mod tests {
         assert_eq!(t.host_header, "api.test:8080");
         let t = req("GET", "http://0x7f.1:8080/", &[]).expect("ok");
         assert_eq!(t.host.to_string(), "127.0.0.1");
+        // A URL with a query and no path goes upstream as `/?query` (urllib sends these).
+        let t = req("GET", "http://api.test?q=1", &[]).expect("ok");
+        assert_eq!(t.path, "/?q=1");
+        let t = req("GET", "http://api.test", &[]).expect("ok");
+        assert_eq!(t.path, "/");
+        let t = req("GET", "/a/b?c", &["api.test"]).expect("ok");
+        assert_eq!(t.path, "/a/b?c");
     }
 
     #[test]

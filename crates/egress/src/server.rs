@@ -38,6 +38,8 @@ type ProxyBody = BoxBody<Bytes, hyper::Error>;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the accept loop waits after `accept` failed (out of descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Largest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -112,7 +114,13 @@ async fn serve(fd: OwnedFd, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
             _ = stop.changed() => break,
             a = listener.accept() => match a {
                 Ok((s, _)) => s,
-                Err(_) => continue,
+                // Out of descriptors (EMFILE) or memory: the pending connection keeps the
+                // listener readable, so retrying at once would spin. Back off.
+                Err(_) => {
+                    drop(permit);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
             },
         };
         let shared = Arc::clone(&shared);
@@ -292,6 +300,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
     };
     pending.record.rule = Some(rule);
     if shared.used.load(Ordering::Relaxed) >= shared.budget {
+        // The budget may have been used up exactly, with no read or write refused yet: this
+        // refusal is what makes it exhausted then.
+        shared.budget_exhausted.store(true, Ordering::Relaxed);
         let refusal = budget_refusal(shared.budget);
         pending.refuse(&refusal);
         return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
@@ -368,14 +379,10 @@ async fn forward(
         let _ = conn.await;
     });
     let (mut parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    parts.uri = match path.parse::<Uri>() {
+    parts.uri = match target.path.parse::<Uri>() {
         Ok(u) => u,
         Err(e) => {
+            // `request::judge` checked it; kept as a guard.
             let refusal = Refusal::new("bad_request", format!("bad path: {e}"));
             pending.refuse(&refusal);
             return refuse(StatusCode::BAD_REQUEST, &method, what, &refusal);
