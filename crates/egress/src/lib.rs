@@ -35,6 +35,9 @@ use skillcell_types::Decision;
 pub const MAX_RECORDS: u64 = 4096;
 /// Client connections served at once.
 pub const MAX_CONCURRENT: usize = 256;
+/// Upstream connections (tunnels and forwarded requests) open at once. With the client side
+/// of each, this bounds the descriptors a skill can make the supervisor hold.
+pub const MAX_UPSTREAMS: usize = 128;
 
 /// One upstream connection (or refusal), for the audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -108,6 +111,8 @@ struct Shared {
     open: AtomicUsize,
     /// Woken when `open` drops to zero.
     idle: tokio::sync::Notify,
+    /// One permit per open upstream connection, held by its record until it closes.
+    upstreams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {

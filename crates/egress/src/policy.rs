@@ -114,6 +114,13 @@ impl Policy {
         .allow_with(line))
     }
 
+    /// Whether an address rule names exactly `ip:port`.
+    pub fn names_address(&self, ip: IpAddr, port: u16) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.port == port && r.host == HostPattern::Ip(ip))
+    }
+
     /// Whether the proxy may dial `ip` for a request to a name that `rule` allowed. Addresses
     /// that are not public internet hosts (loopback, private, link-local, CGNAT, unique-local,
     /// the cloud metadata address …) are refused when they come from DNS, unless the contract
@@ -131,11 +138,7 @@ impl Policy {
         let Some(why) = special_use(ip) else {
             return Ok(());
         };
-        let named = self
-            .rules
-            .iter()
-            .any(|r| r.port == port && r.host == HostPattern::Ip(ip));
-        if named {
+        if self.names_address(ip, port) {
             return Ok(());
         }
         let shown = Host::Ip(ip);

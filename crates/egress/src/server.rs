@@ -25,15 +25,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::host::Host;
-use crate::policy::Refusal;
+use crate::policy::{AddressSource, Refusal};
 use crate::request::{self, Form, Target};
 use crate::{
-    ConnectionRecord, EgressSummary, FINISH_GRACE, MAX_CONCURRENT, MAX_RECORDS, ProxyConfig,
-    Recorder, Resolver, Shared,
+    ConnectionRecord, EgressSummary, FINISH_GRACE, MAX_CONCURRENT, MAX_RECORDS, MAX_UPSTREAMS,
+    ProxyConfig, Recorder, Resolver, Shared,
 };
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
+/// How long a request waits for one of the [`MAX_UPSTREAMS`] slots before it is refused.
+const SLOT_WAIT: Duration = Duration::from_secs(10);
+/// After one side of a tunnel has ended, how long the other may still run.
+const HALF_CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a dial may take, per address.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request head.
@@ -81,6 +85,7 @@ pub(crate) fn run(
         started: AtomicU64::new(0),
         open: AtomicUsize::new(0),
         idle: Notify::new(),
+        upstreams: Arc::new(Semaphore::new(MAX_UPSTREAMS)),
     });
     // The cell's listener, or nothing when the cell failed before making one.
     let Ok(fd) = listener.recv() else {
@@ -181,6 +186,8 @@ struct Pending {
     record: ConnectionRecord,
     counters: Arc<Counters>,
     started: Instant,
+    /// The upstream slot, released with the record.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pending {
@@ -204,6 +211,7 @@ impl Pending {
             },
             counters: Arc::new(Counters::default()),
             started: Instant::now(),
+            slot: None,
         }
     }
 
@@ -318,12 +326,32 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
             return failure(&method, &what, &reason);
         }
     };
+    let slot = match tokio::time::timeout(SLOT_WAIT, Arc::clone(&shared.upstreams).acquire_owned())
+        .await
+    {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            let refusal = Refusal::new(
+                "too_many_open",
+                format!(
+                    "{MAX_UPSTREAMS} connections through the proxy are open already; close some"
+                ),
+            );
+            pending.refuse(&refusal);
+            return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
+        }
+    };
+    pending.slot = Some(slot);
     let (stream, addr) = match dial(&candidates, target.port).await {
         Ok(s) => s,
-        Err(reason) => {
+        Err(Dial::Refused(refusal)) => {
+            pending.refuse(&refusal);
+            return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
+        }
+        Err(Dial::Failed(reason)) => {
             pending.record.address = candidates
                 .first()
-                .map(|a| SocketAddr::new(*a, target.port).to_string());
+                .map(|c| SocketAddr::new(c.ip, target.port).to_string());
             pending.fail("connect_failed", reason.clone());
             return failure(&method, &what, &reason);
         }
@@ -342,12 +370,8 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
             tokio::spawn(async move {
                 let mut pending = pending;
                 match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => {
-                        let mut client = TokioIo::new(upgraded);
-                        let mut upstream = upstream;
-                        // A budget cut is marked on the counters and recorded by `pending`.
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
+                    // A budget cut is marked on the counters and recorded by `pending`.
+                    Ok(upgraded) => tunnel(TokioIo::new(upgraded), upstream).await,
                     Err(e) => pending.fail("tunnel_failed", e.to_string()),
                 }
                 drop(pending);
@@ -355,6 +379,32 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
             Response::new(empty())
         }
         Form::Absolute | Form::Origin => forward(req, &target, upstream, pending, &what).await,
+    }
+}
+
+/// Copies both ways until both are done, but once one side has ended (the skill closed its
+/// end, or the server its), the other gets [`HALF_CLOSE_GRACE`]: a tunnel whose client is gone
+/// must not hold its descriptors and its slot for the rest of the run.
+async fn tunnel(client: TokioIo<hyper::upgrade::Upgraded>, upstream: Counted) {
+    use tokio::io::AsyncWriteExt;
+    let (mut client_r, mut client_w) = tokio::io::split(client);
+    let (mut up_r, mut up_w) = tokio::io::split(upstream);
+    let to_upstream = async {
+        let _ = tokio::io::copy(&mut client_r, &mut up_w).await;
+        let _ = up_w.shutdown().await;
+    };
+    let to_client = async {
+        let _ = tokio::io::copy(&mut up_r, &mut client_w).await;
+        let _ = client_w.shutdown().await;
+    };
+    tokio::pin!(to_upstream, to_client);
+    tokio::select! {
+        () = &mut to_upstream => {
+            let _ = tokio::time::timeout(HALF_CLOSE_GRACE, to_client).await;
+        }
+        () = &mut to_client => {
+            let _ = tokio::time::timeout(HALF_CLOSE_GRACE, to_upstream).await;
+        }
     }
 }
 
@@ -367,17 +417,6 @@ async fn forward(
     what: &str,
 ) -> Response<ProxyBody> {
     let method = req.method().clone();
-    let (mut sender, conn) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
-            Ok(x) => x,
-            Err(e) => {
-                pending.fail("upstream_failed", e.to_string());
-                return failure(&method, what, &e.to_string());
-            }
-        };
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
     let (mut parts, body) = req.into_parts();
     parts.uri = match target.path.parse::<Uri>() {
         Ok(u) => u,
@@ -401,6 +440,22 @@ async fn forward(
             return refuse(StatusCode::BAD_REQUEST, &method, what, &refusal);
         }
     }
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+            Ok(x) => x,
+            Err(e) => {
+                pending.fail("upstream_failed", e.to_string());
+                return failure(&method, what, &e.to_string());
+            }
+        };
+    // The record is written when both the response has been passed on and the upstream
+    // connection has ended: a request body can still be uploading after an early response.
+    let pending: SharedPending = Arc::new(std::sync::Mutex::new(pending));
+    let held = Arc::clone(&pending);
+    tokio::spawn(async move {
+        let _ = conn.await;
+        drop(held);
+    });
     match sender.send_request(Request::from_parts(parts, body)).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
@@ -415,14 +470,15 @@ async fn forward(
             )
         }
         Err(e) => {
-            let reason = if pending.counters.cut.load(Ordering::Relaxed) {
-                format!(
-                    "cut at the egress budget of {} bytes",
-                    pending.shared.budget
-                )
-            } else {
-                pending.fail("upstream_failed", e.to_string());
-                e.to_string()
+            let reason = match pending.lock() {
+                Ok(p) if p.counters.cut.load(Ordering::Relaxed) => {
+                    format!("cut at the egress budget of {} bytes", p.shared.budget)
+                }
+                Ok(mut p) => {
+                    p.fail("upstream_failed", e.to_string());
+                    e.to_string()
+                }
+                Err(_) => e.to_string(),
             };
             failure(&method, what, &reason)
         }
@@ -434,11 +490,27 @@ enum Lookup {
     Failed(String),
 }
 
+/// An address that may be dialed, and whether it must not turn out to be this host's own.
+struct Candidate {
+    ip: IpAddr,
+    /// From DNS and not named by the contract: refused if it is an address of this host (a
+    /// public address of the machine reaches services bound to all interfaces).
+    not_local: bool,
+}
+
 /// The addresses that may be dialed for `target`, in the resolver's order.
-async fn addresses(shared: &Shared, target: &Target) -> Result<Vec<IpAddr>, Lookup> {
+async fn addresses(shared: &Shared, target: &Target) -> Result<Vec<Candidate>, Lookup> {
     let name = match &target.host {
         // The address rule that allowed it named this very address.
-        Host::Ip(ip) => return Ok(vec![*ip]),
+        Host::Ip(ip) => {
+            if let Some(r) = never_dialed(&target.host, *ip) {
+                return Err(Lookup::Refused(r));
+            }
+            return Ok(vec![Candidate {
+                ip: *ip,
+                not_local: false,
+            }]);
+        }
         Host::Name(n) => n,
     };
     let (addrs, source) = shared.resolver.lookup(name).await.map_err(Lookup::Failed)?;
@@ -450,11 +522,18 @@ async fn addresses(shared: &Shared, target: &Target) -> Result<Vec<IpAddr>, Look
             IpAddr::V6(v6) => skillcell_types::net::as_ipv4_destination(&v6).map_or(a, IpAddr::V4),
             v4 => v4,
         };
-        match shared
-            .policy
-            .check_address(&target.host, a, target.port, source)
-        {
-            Ok(()) => ok.push(a),
+        let checked = match never_dialed(&target.host, a) {
+            Some(r) => Err(r),
+            None => shared
+                .policy
+                .check_address(&target.host, a, target.port, source),
+        };
+        match checked {
+            Ok(()) => ok.push(Candidate {
+                ip: a,
+                not_local: source == AddressSource::Dns
+                    && !shared.policy.names_address(a, target.port),
+            }),
             Err(r) => {
                 first_refusal.get_or_insert(r);
             }
@@ -467,12 +546,56 @@ async fn addresses(shared: &Shared, target: &Target) -> Result<Vec<IpAddr>, Look
     }
 }
 
-async fn dial(candidates: &[IpAddr], port: u16) -> Result<(TcpStream, SocketAddr), String> {
+/// Addresses no rule can open: a TCP connect to `0.0.0.0` or `::` reaches this host's own
+/// loopback, and multicast or broadcast are not hosts.
+fn never_dialed(host: &Host, ip: IpAddr) -> Option<Refusal> {
+    let why = match ip {
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => {
+            "an unspecified address (it reaches this host's loopback)"
+        }
+        IpAddr::V6(v6) if v6.is_unspecified() => {
+            "an unspecified address (it reaches this host's loopback)"
+        }
+        IpAddr::V4(v4) if v4.is_multicast() || v4.is_broadcast() => "not a host address",
+        IpAddr::V6(v6) if v6.is_multicast() => "not a host address",
+        _ => return None,
+    };
+    let shown = Host::Ip(ip);
+    Some(Refusal::new(
+        "special_address",
+        if *host == shown {
+            format!("{shown} is {why}")
+        } else {
+            format!("{host} resolves to {shown}, {why}")
+        },
+    ))
+}
+
+enum Dial {
+    Refused(Refusal),
+    Failed(String),
+}
+
+async fn dial(candidates: &[Candidate], port: u16) -> Result<(TcpStream, SocketAddr), Dial> {
     let mut last = String::from("no address to dial");
-    for ip in candidates {
-        let addr = SocketAddr::new(*ip, port);
+    let mut local_refusal = None;
+    for c in candidates {
+        let addr = SocketAddr::new(c.ip, port);
         match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
+                // A connection to an address of this host leaves from that same address.
+                if c.not_local && s.local_addr().is_ok_and(|l| l.ip() == c.ip) {
+                    drop(s);
+                    local_refusal.get_or_insert(Refusal {
+                        code: "special_address",
+                        reason: format!("{} is an address of this host", Host::Ip(c.ip)),
+                        allow_with: Some(format!(
+                            "skillcell.network: {}:{port} (only if the skill really must reach this host)",
+                            Host::Ip(c.ip)
+                        )),
+                    });
+                    continue;
+                }
                 let _ = s.set_nodelay(true);
                 return Ok((s, addr));
             }
@@ -480,7 +603,10 @@ async fn dial(candidates: &[IpAddr], port: u16) -> Result<(TcpStream, SocketAddr
             Err(_) => last = format!("connecting to {addr} timed out"),
         }
     }
-    Err(last)
+    Err(match local_refusal {
+        Some(r) => Dial::Refused(r),
+        None => Dial::Failed(last),
+    })
 }
 
 /// Headers that describe one hop and are never forwarded, plus whatever `Connection` lists.
@@ -596,8 +722,11 @@ fn failure(method: &Method, what: &str, reason: &str) -> Response<ProxyBody> {
 /// A response body that writes its connection's record when it ends.
 struct Recorded {
     inner: Incoming,
-    pending: Option<Pending>,
+    pending: Option<SharedPending>,
 }
+
+/// A record shared by a response body and the upstream connection's task.
+type SharedPending = Arc<std::sync::Mutex<Pending>>;
 
 impl Body for Recorded {
     type Data = Bytes;

@@ -148,23 +148,6 @@ fn start(rules: Vec<NetRule>, budget: u64, conf: &str) -> Running {
     }
 }
 
-/// Like [`send`], but `None` instead of a panic; the connection is closed after the head.
-fn try_send(proxy: SocketAddr, head: &str) -> Option<String> {
-    let mut s = TcpStream::connect(proxy).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(head.as_bytes()).ok()?;
-    let mut r = BufReader::new(s);
-    let mut status = String::new();
-    r.read_line(&mut status).ok()?;
-    loop {
-        let mut l = String::new();
-        if r.read_line(&mut l).ok()? == 0 || l == "\r\n" {
-            break;
-        }
-    }
-    Some(status.trim_end().to_owned())
-}
-
 /// Sends `head` (and `body`) to the proxy, returns the response head's status line.
 fn send(proxy: SocketAddr, head: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(proxy).expect("connect proxy");
@@ -182,15 +165,6 @@ fn send(proxy: SocketAddr, head: &str) -> (TcpStream, String) {
         }
     }
     (s, status.trim_end().to_owned())
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn open_fds() -> usize {
@@ -238,7 +212,7 @@ fn http_upstream(bind: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
 /// own at a time) can so make the supervisor hold 2 descriptors per tunnel, up to 4096
 /// tunnels: 8192 descriptors, far past a default soft RLIMIT_NOFILE of 1024.
 #[test]
-fn finding_tunnels_escape_the_concurrency_cap_and_pin_descriptors() {
+fn tunnels_whose_client_left_release_their_descriptors() {
     const TUNNELS: usize = 400;
     // An allowed upstream that accepts and then just holds its sockets (as any server that
     // waits for a TLS ClientHello or tolerates a half-close does).
@@ -286,151 +260,6 @@ fn finding_tunnels_escape_the_concurrency_cap_and_pin_descriptors() {
     );
 }
 
-/// What the descriptor pinning above leads to once the supervisor's RLIMIT_NOFILE is reached
-/// (1024 is the usual soft limit; nothing in skillcell raises it). The same process can no
-/// longer open a file: `RunCgroup::cpu_ms` (a `read_to_string` every 50 ms) then returns
-/// `None`, which `supervise` takes as "not over the CPU limit", audit appends fail, and every
-/// later dial fails. Before the review fix, `accept` failing with EMFILE also made the accept
-/// loop (`Err(_) => continue`) retry at once, forever (the pending connection keeps the
-/// listener readable): the proxy thread, outside the cell's cgroup, spun a host CPU (197 clock
-/// ticks in 2 s); it now backs off (`ACCEPT_BACKOFF`), and the first assertion pins that.
-///
-/// Needs a low descriptor limit, so it runs alone:
-///
-/// ```text
-/// sh -c 'ulimit -Sn 256; target/debug/deps/review-* --ignored --exact finding_descriptor_exhaustion_reaches_the_supervisor'
-/// ```
-#[test]
-#[ignore = "needs `ulimit -n 256` (see the doc comment)"]
-fn finding_descriptor_exhaustion_reaches_the_supervisor() {
-    // The upstream holds its sockets in a process of its own (with its own descriptor
-    // table), as a real server would.
-    let server = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import resource,socket,sys\n\
-             h=resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
-             resource.setrlimit(resource.RLIMIT_NOFILE,(h,h))\n\
-             l=socket.socket();l.bind(('127.0.0.1',0));l.listen(4096)\n\
-             print(l.getsockname()[1],flush=True)\n\
-             k=[]\n\
-             while True: k.append(l.accept())\n",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut server = KillOnDrop(server);
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    let port: u16 = line.trim().parse().expect("port");
-    let p = start(
-        vec![exact("svc.test", port)],
-        64 << 20,
-        "map svc.test 127.0.0.1\nnameserver 127.0.0.1:9\n",
-    );
-    // The skill's idle connections come from another process (as in a real run), started
-    // now, while there are descriptors for its pipes.
-    let idle = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import socket,sys,time\n\
-             sys.stdin.readline()\n\
-             k=[socket.create_connection(('127.0.0.1',int(sys.argv[1]))) for _ in range(64)]\n\
-             print(len(k),flush=True)\n\
-             time.sleep(60)\n",
-            &p.addr.port().to_string(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut idle = KillOnDrop(idle);
-    let mut idle_in = idle.0.stdin.take().expect("stdin");
-    let mut idle_out = BufReader::new(idle.0.stdout.take().expect("stdout"));
-    // The proxy thread's stat file, opened now: there will be no descriptor for it later.
-    thread::sleep(Duration::from_millis(200));
-    let mut stats: Vec<std::fs::File> = std::fs::read_dir("/proc/self/task")
-        .expect("tasks")
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim() == "skillcell-egres")
-        })
-        .map(|t| std::fs::File::open(t.path().join("stat")).expect("stat"))
-        .collect();
-    assert!(!stats.is_empty(), "no proxy thread");
-    let mut ticks = || -> u64 {
-        use std::io::Seek;
-        let mut total = 0;
-        for f in &mut stats {
-            let mut stat = String::new();
-            if f.rewind().is_err() || f.read_to_string(&mut stat).is_err() {
-                continue;
-            }
-            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-            let f: Vec<&str> = after.split_whitespace().collect();
-            total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
-        }
-        total
-    };
-    let mut opened = 0;
-    loop {
-        // Read the whole 200 head before closing, so that the close is a FIN (the tunnel
-        // half-closes and waits) rather than an RST (the tunnel ends).
-        let status = try_send(p.addr, &format!("CONNECT svc.test:{port} HTTP/1.1\r\n\r\n"));
-        if !status.as_deref().is_some_and(|s| s.contains(" 200")) {
-            eprintln!("answer {opened}: {status:?}");
-            break;
-        }
-        opened += 1;
-        if opened > 2000 {
-            break;
-        }
-    }
-    // Now the skill opens idle connections: each costs the proxy one descriptor, until
-    // `accept` fails.
-    let _ = writeln!(idle_in, "go");
-    let mut line = String::new();
-    let _ = idle_out.read_line(&mut line);
-    thread::sleep(Duration::from_millis(300));
-    let file_read = std::fs::read_to_string("/proc/self/stat").map(|_| ());
-    eprintln!(
-        "limits: {:?}; open descriptors: {:?}",
-        std::fs::read_to_string("/proc/self/limits")
-            .ok()
-            .and_then(|l| l
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .map(str::to_owned)),
-        std::fs::read_dir("/proc/self/fd").map(|d| d.count())
-    );
-    let t0 = ticks();
-    thread::sleep(Duration::from_secs(2));
-    let t1 = ticks();
-    let _ = p.finish();
-    drop(idle);
-    drop(server);
-    eprintln!(
-        "{opened} tunnels before the proxy stopped answering; opening a file: {file_read:?}; proxy thread CPU over 2 s: {} ticks",
-        t1.saturating_sub(t0)
-    );
-    assert!(
-        t1.saturating_sub(t0) < 50,
-        "the proxy thread burned {} clock ticks in 2 s while out of descriptors",
-        t1.saturating_sub(t0)
-    );
-    // What remains after the backoff: the supervisor's process cannot open a file (the
-    // cgroup's cpu.stat, the audit log) while a skill holds the proxy's descriptors.
-    assert!(
-        file_read.is_ok(),
-        "after {opened} tunnels the supervisor's process cannot open a file: {file_read:?}"
-    );
-}
-
 /// The proxy runs in the host's network namespace, and `special_use` only knows address
 /// *ranges*. An address that is assigned to one of the host's own interfaces but lies in public
 /// space (a server's public IPv4, and above all the global IPv6 address every dual-stack host
@@ -439,38 +268,76 @@ fn finding_descriptor_exhaustion_reaches_the_supervisor() {
 /// answers with it reaches every service the host binds on 0.0.0.0 / [::], from inside, past
 /// any firewall rule that only filters traffic arriving from outside.
 ///
-/// Needs a public-looking address on a local interface, so it runs in a namespace of its own:
-///
-/// ```text
-/// cargo test -p skillcell-egress --test review --no-run
-/// unshare -rn sh -c 'ip link set lo up && ip addr add 1.2.3.4/32 dev lo && \
-///   target/debug/deps/review-* --ignored --exact finding_host_local_public_address_is_dialed'
-/// ```
+/// Needs a public-looking address on a local interface, so the test runs itself again in a
+/// user and network namespace of its own (`unshare -rn`) where 1.2.3.4 is on `lo`.
 #[test]
-#[ignore = "needs 1.2.3.4 on a local interface (see the doc comment)"]
-fn finding_host_local_public_address_is_dialed() {
+fn a_dns_answer_naming_this_hosts_own_address_is_refused() {
+    if std::env::var_os("SKILLCELL_REVIEW_NETNS").is_some() {
+        return inside_a_netns_with_a_public_address();
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new("unshare")
+        .args([
+            "-rn",
+            "sh",
+            "-c",
+            "ip link set lo up && ip addr add 1.2.3.4/32 dev lo && exec \"$0\" --exact a_dns_answer_naming_this_hosts_own_address_is_refused --nocapture",
+        ])
+        .arg(&exe)
+        .env("SKILLCELL_REVIEW_NETNS", "1")
+        .output()
+        .expect("unshare (util-linux) and ip (iproute2) are needed");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+fn inside_a_netns_with_a_public_address() {
     let local: IpAddr = Ipv4Addr::new(1, 2, 3, 4).into();
     let (up, hits) = http_upstream(SocketAddr::new(local, 0));
     let dns = fake_dns(HashMap::from([("api.evil.test".to_owned(), vec![local])]));
+    let get = format!(
+        "GET http://api.evil.test:{}/ HTTP/1.1\r\nHost: api.evil.test:{}\r\n\r\n",
+        up.port(),
+        up.port()
+    );
+    // Positive control: when the contract names the address itself, it is reached.
+    let p = start(
+        vec![
+            exact("api.evil.test", up.port()),
+            rule(HostPattern::Ip(local), up.port()),
+        ],
+        64 << 20,
+        &format!("nameserver 127.0.0.1:{}\n", dns.port),
+    );
+    let (_s, status) = send(p.addr, &get);
+    assert!(status.contains(" 200"), "{status}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the control did not reach the server"
+    );
+    drop(p.finish());
     let p = start(
         vec![exact("api.evil.test", up.port())],
         64 << 20,
         &format!("nameserver 127.0.0.1:{}\n", dns.port),
     );
-    let (_s, status) = send(
-        p.addr,
-        &format!(
-            "GET http://api.evil.test:{}/ HTTP/1.1\r\nHost: api.evil.test:{}\r\n\r\n",
-            up.port(),
-            up.port()
-        ),
-    );
+    let (_s, status) = send(p.addr, &get);
     let (_, records) = p.finish();
     eprintln!("{status}; records: {records:?}");
     assert_eq!(
         hits.load(Ordering::SeqCst),
-        0,
+        1,
         "a service on the host's own address {local} was reached through DNS ({status})"
+    );
+    assert!(status.contains(" 403"), "{status}");
+    assert!(
+        records.iter().any(|r| r.code == "special_address"),
+        "{records:?}"
     );
 }
 
@@ -480,7 +347,7 @@ fn finding_host_local_public_address_is_dialed() {
 /// reaches the host's 127.0.0.1 / ::1 services (the docs promise that loopback needs
 /// `127.0.0.1:port` named exactly).
 #[test]
-fn finding_unspecified_address_rules_reach_host_loopback() {
+fn unspecified_address_rules_never_reach_host_loopback() {
     let (v4, hits4) = http_upstream("127.0.0.1:0".parse().expect("addr"));
     let v6 = http_upstream("[::1]:0".parse().expect("addr"));
     let dns = fake_dns(HashMap::new());
@@ -514,7 +381,7 @@ fn finding_unspecified_address_rules_reach_host_loopback() {
 /// Those bytes count against the budget, yet appear neither in the connection's audit record
 /// nor in the run's totals (`bytes_up` of the summary is summed from the records).
 #[test]
-fn finding_upload_after_an_early_response_is_not_in_the_audit() {
+fn an_upload_after_an_early_response_is_in_the_audit() {
     const BODY: usize = 512 * 1024;
     let up = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = up.local_addr().expect("addr").port();
@@ -689,7 +556,7 @@ fn sound_pipelined_and_mismatched_requests_are_refused() {
 /// no `egress_limit` denial (`budget_exhausted` is only set by a read or write that found
 /// nothing left, never by the refusal before a dial).
 #[test]
-fn finding_budget_refusal_without_budget_exhausted() {
+fn a_budget_used_up_exactly_is_reported() {
     let (up, _hits) = http_upstream("127.0.0.1:0".parse().expect("addr"));
     let port = up.port();
     let conf = "map svc.test 127.0.0.1\nnameserver 127.0.0.1:9\n".to_owned();

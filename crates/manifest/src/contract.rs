@@ -745,6 +745,12 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
                 format!("write it as `{v4}`"),
             ));
         }
+        if let Some(why) = not_a_host(IpAddr::V6(ip)) {
+            return Err((
+                format!("is {why}"),
+                "name the host's own address or name".to_owned(),
+            ));
+        }
         (HostPattern::Ip(IpAddr::V6(ip)), port)
     } else {
         let (h, p) = match t.rsplit_once(':') {
@@ -781,6 +787,25 @@ pub fn parse_net_rule(t: &str) -> Result<NetRule, (String, String)> {
     Ok(NetRule { host, port })
 }
 
+/// Addresses that are not one host: a connect to `0.0.0.0` or `::` reaches the local host's
+/// loopback (a reviewer would not read `0.0.0.0:5432` as localhost), and multicast or
+/// broadcast address many.
+fn not_a_host(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => {
+            Some("an unspecified address (0.0.0.0/8 reaches the local host)")
+        }
+        IpAddr::V6(v6) if v6.is_unspecified() => {
+            Some("the unspecified address (it reaches the local host)")
+        }
+        IpAddr::V4(v4) if v4.is_multicast() || v4.is_broadcast() => {
+            Some("a multicast or broadcast address")
+        }
+        IpAddr::V6(v6) if v6.is_multicast() => Some("a multicast address"),
+        _ => None,
+    }
+}
+
 fn parse_host(h: &str) -> Result<HostPattern, (String, String)> {
     let err = |why: String, help: &str| Err((why, help.to_owned()));
     if h.is_empty() {
@@ -814,6 +839,9 @@ fn parse_host(h: &str) -> Result<HostPattern, (String, String)> {
         );
     }
     if let Ok(ip) = h.parse::<Ipv4Addr>() {
+        if let Some(why) = not_a_host(IpAddr::V4(ip)) {
+            return err(format!("is {why}"), "name the host's own address or name");
+        }
         return Ok(HostPattern::Ip(IpAddr::V4(ip)));
     }
     if h.contains(':') {
@@ -955,6 +983,13 @@ mod tests {
             "-x.com",
             "exämple.com",
             "::1",
+            // Not one host: a connect to the unspecified address reaches the local host.
+            "0.0.0.0:5432",
+            "0.1.2.3:80",
+            "[::]:80",
+            "224.0.0.1:80",
+            "255.255.255.255:80",
+            "[ff02::1]:80",
         ] {
             assert!(parse_net_rule(bad).is_err(), "{bad}");
         }

@@ -108,6 +108,9 @@ impl PreparedCell {
                 detail: e.to_string(),
             })?;
         let seccomp_summary = programs.summary().to_string();
+        // The supervisor serves the egress proxy: many sockets at once must not exhaust its
+        // descriptors (the cell sets its own RLIMIT_NOFILE before exec).
+        let _ = sys::raise_nofile_soft_limit();
         let mut nonce = [0u8; 4];
         sys::random_bytes(&mut nonce).map_err(io_step("random"))?;
         let run_id = format!(

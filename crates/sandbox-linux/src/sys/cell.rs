@@ -515,6 +515,22 @@ pub fn setsid() -> io::Result<()> {
     Ok(())
 }
 
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit.
+pub fn raise_nofile_soft_limit() -> io::Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct into the live local.
+    cvt_i(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the live local.
+        cvt_i(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    }
+    Ok(())
+}
+
 /// setrlimit(2) with soft and hard values.
 pub fn set_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
     let lim = libc::rlimit {
