@@ -3,8 +3,8 @@
 # a C compiler (SQLite is built in), Python 3 with venv, the Agent Skills reference validator
 # (skills-ref, from PyPI) that every accepted SKILL.md is checked against, and what the cell's
 # attack tests drive or inspect from the host: Node.js (a cell runtime), util-linux (unshare,
-# nsenter, ipcmk, dmesg, su), iproute2 (ip), findutils, and for the egress tests curl and
-# Python's requests.
+# nsenter, ipcmk, dmesg, su), iproute2 (ip), findutils, and for the egress tests curl, openssl
+# (a test certificate) and Python's requests.
 # Some tests need root (device nodes) and a kernel with Landlock and user namespaces; they fail
 # loudly, never skip, when those are missing (`skillcell doctor` says why).
 set -euo pipefail
@@ -25,6 +25,7 @@ command -v su >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v find >/dev/null 2>&1 || missing+=(findutils)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq

@@ -1715,3 +1715,165 @@ if use_requests:
         "a mapped name went to DNS"
     );
 }
+
+/// An HTTPS server on the host (Python's `ssl`, a certificate for `svc.test` made now with
+/// openssl) that logs each request's path and Host header to a file the test reads.
+struct TlsServer {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl TlsServer {
+    fn start(lab: &Lab) -> (Self, String) {
+        let dir = lab.path("tls");
+        fs::create_dir_all(&dir).expect("tls dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=svc.test",
+                "-addext",
+                "subjectAltName=DNS:svc.test",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl is needed on the host for this test (scripts/test.sh installs it)");
+        assert!(out.status.success(), "openssl: {out:?}");
+        let log = dir.join("requests.log");
+        let script = r#"
+import http.server, ssl, sys
+cert, key, log = sys.argv[1:4]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(log, "a") as f:
+            f.write(self.path + " " + self.headers.get("Host", "") + "\n")
+        body = b"tls-ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&cert)
+            .arg(&key)
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port");
+        let port = line.trim().parse().expect("the TLS server's port");
+        let pem = fs::read_to_string(&cert).expect("cert");
+        (Self { child, port, log }, pem)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Positive control over CONNECT with real TLS: urllib, requests and curl fetch
+/// `https://svc.test:<port>/` (declared; mapped to a loopback HTTPS server) through the proxy,
+/// verifying the server's certificate. The server logs each request; the audit holds one
+/// allowed CONNECT per client, to the mapped address.
+#[test]
+fn https_through_connect_works_from_urllib_requests_and_curl() {
+    let lab = Lab::new();
+    let (server, pem) = TlsServer::start(&lab);
+    let dns = Dns::start(&[]);
+    egress_conf(&lab, &dns, &[("svc.test", "127.0.0.1")]);
+    let net = format!("skillcell.network: svc.test:{}", server.port);
+    lab.install(
+        "tls-clients",
+        &["skillcell.entry: main.py", &net, "skillcell.exec: curl"],
+        &[
+            ("cert.pem", pem.as_str()),
+            (
+                "main.py",
+                r#"
+import ssl, subprocess, sys, urllib.request
+port, ca = int(sys.argv[1]), "/skill/cert.pem"
+def attempt(what, f):
+    try:
+        f()
+    except Exception as e:
+        print(what, e, file=sys.stderr)
+attempt("urllib", lambda: urllib.request.urlopen(
+    f"https://svc.test:{port}/urllib-tls",
+    context=ssl.create_default_context(cafile=ca), timeout=10).read())
+def with_requests():
+    import requests
+    requests.get(f"https://svc.test:{port}/requests-tls", verify=ca, timeout=10)
+attempt("requests", with_requests)
+attempt("curl", lambda: subprocess.run(
+    ["curl", "-sS", "--max-time", "10", "--cacert", ca, "-o", "/dev/null",
+     f"https://svc.test:{port}/curl-tls"], timeout=20, check=True))
+"#,
+            ),
+        ],
+    );
+    let port = server.port.to_string();
+    let r = lab.run(&["tls-clients", "--", &port]);
+    assert_ran(&r);
+    let host = format!("svc.test:{}", server.port);
+    let want: Vec<String> = ["/curl-tls", "/requests-tls", "/urllib-tls"]
+        .iter()
+        .map(|p| format!("{p} {host}"))
+        .collect();
+    let recs = egress_records(&lab, "tls-clients");
+    assert_eq!(
+        server.seen(),
+        want,
+        "{}\nskill stderr: {}",
+        show(&recs),
+        r.json["stderr"]
+    );
+    let address = format!("127.0.0.1:{}", server.port);
+    assert_eq!(recs.len(), 3, "{}", show(&recs));
+    assert!(
+        recs.iter().all(|r| r["decision"] == "allow"
+            && r["details"]["method"] == "CONNECT"
+            && r["details"]["address"] == address.as_str()
+            && r["details"]["bytes_down"].as_u64().unwrap_or(0) > 0),
+        "{}",
+        show(&recs)
+    );
+    assert_eq!(
+        dns.names(),
+        Vec::<String>::new(),
+        "a mapped name went to DNS"
+    );
+}
