@@ -1,0 +1,312 @@
+//! Section WA of the security cases against the WASM cell, each with a positive control.
+//! Effects are judged from the host (files in and outside the preopens, the run's outcome as
+//! the engine reports it), never from what the guest prints.
+
+use std::fs;
+use std::path::Path;
+
+use skillcell_wasm::{
+    MAX_MODULE_BYTES, Preopen, WasmEngine, WasmError, WasmLimitHit, WasmLimits, WasmOutcome,
+    WasmReport, WasmSpec,
+};
+
+fn limits() -> WasmLimits {
+    WasmLimits {
+        memory_bytes: 16 << 20,
+        table_elements: 10_000,
+        fuel: 50_000_000,
+        wall_ms: 5_000,
+        output_bytes: 1 << 16,
+    }
+}
+
+fn run(wat: &str, spec: WasmSpec) -> WasmReport {
+    let engine = WasmEngine::new().expect("engine");
+    let module = engine.compile(wat.as_bytes()).expect("compiles");
+    engine.run(&module, &spec).expect("runs")
+}
+
+fn spec() -> WasmSpec {
+    WasmSpec {
+        args: vec!["skill.wasm".into()],
+        limits: Some(limits()),
+        ..WasmSpec::default()
+    }
+}
+
+fn limit_hit(r: &WasmReport) -> Option<WasmLimitHit> {
+    match &r.outcome {
+        WasmOutcome::Trapped { limit, .. } => *limit,
+        WasmOutcome::Exited { .. } => None,
+    }
+}
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello from wasm\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 16))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+#[test]
+fn a_wasi_command_runs_and_its_output_is_captured() {
+    let r = run(HELLO, spec());
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 });
+    assert_eq!(r.stdout, b"hello from wasm\n");
+}
+
+#[test]
+fn output_beyond_the_cap_is_counted_and_dropped() {
+    let wat = HELLO.replace(
+        "(drop (call $w",
+        "(loop $l (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br_if $l (i32.lt_u (i32.load (i32.const 8)) (i32.const 0)))) (drop (call $w",
+    );
+    let mut s = spec();
+    if let Some(l) = s.limits.as_mut() {
+        l.output_bytes = 4;
+    }
+    let r = run(&wat, s);
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 });
+    assert_eq!(r.stdout, b"hell");
+    assert_eq!(r.stdout_bytes, 32);
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_by_fuel_and_by_the_wall_clock() {
+    let wat = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+    let r = run(wat, spec());
+    assert_eq!(limit_hit(&r), Some(WasmLimitHit::Fuel), "{r:?}");
+    // With fuel to spare, the wall clock ends it.
+    let mut s = spec();
+    if let Some(l) = s.limits.as_mut() {
+        l.fuel = u64::MAX / 2;
+        l.wall_ms = 300;
+    }
+    let r = run(wat, s);
+    assert_eq!(limit_hit(&r), Some(WasmLimitHit::Wall), "{r:?}");
+    assert!(r.wall_us < 3_000_000, "{r:?}");
+}
+
+/// `poll_oneoff` on a one-hour clock: a host call, not guest code; the deadline covers it.
+#[test]
+fn a_blocking_host_call_is_cut_at_the_wall_clock() {
+    let wat = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $p (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    ;; one clock subscription: tag 0 at 8, clock id 1 (monotonic) at 16, timeout at 24 (ns)
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (drop (call $p (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512)))))"#;
+    let mut s = spec();
+    if let Some(l) = s.limits.as_mut() {
+        l.wall_ms = 300;
+    }
+    let r = run(wat, s);
+    assert_eq!(limit_hit(&r), Some(WasmLimitHit::Wall), "{r:?}");
+    assert!(r.wall_us < 3_000_000, "{r:?}");
+    // Positive control: a short sleep completes.
+    let short = wat.replace("3600000000000", "1000000");
+    let r = run(&short, spec());
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+}
+
+#[test]
+fn memory_growth_stops_at_the_limit() {
+    let wat = r#"(module (memory (export "memory") 1)
+  (func (export "_start") (loop $l (drop (memory.grow (i32.const 16))) (br $l))))"#;
+    let r = run(wat, spec());
+    assert_eq!(limit_hit(&r), Some(WasmLimitHit::Memory), "{r:?}");
+    // Positive control: growing within the limit works.
+    let ok = r#"(module (memory (export "memory") 1)
+  (func (export "_start") (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))))"#;
+    assert_eq!(run(ok, spec()).outcome, WasmOutcome::Exited { code: 0 });
+}
+
+#[test]
+fn huge_tables_are_refused() {
+    let grow = r#"(module (memory (export "memory") 1) (table 1 funcref)
+  (func (export "_start") (drop (table.grow 0 (ref.null func) (i32.const 100000000)))))"#;
+    // Fuel to spare: the table limit, not the CPU budget, must be what stops it.
+    let mut s = spec();
+    if let Some(l) = s.limits.as_mut() {
+        l.fuel = u64::MAX / 2;
+    }
+    let r = run(grow, s);
+    assert_eq!(limit_hit(&r), Some(WasmLimitHit::Table), "{r:?}");
+    // A module whose table starts huge is refused when it is compiled.
+    let big = r#"(module (memory (export "memory") 1) (table 100000000 funcref) (func (export "_start")))"#;
+    let engine = WasmEngine::new().expect("engine");
+    assert!(
+        matches!(engine.compile(big.as_bytes()), Err(WasmError::Compile(_))),
+        "a 100M-element table compiled"
+    );
+    // Positive control.
+    let ok = grow.replace("100000000", "100");
+    assert_eq!(run(&ok, spec()).outcome, WasmOutcome::Exited { code: 0 });
+}
+
+#[test]
+fn deep_recursion_traps_and_the_host_survives() {
+    let wat = r#"(module (memory (export "memory") 1)
+  (func $f (param i64) (call $f (i64.add (local.get 0) (i64.const 1))))
+  (func (export "_start") (call $f (i64.const 0))))"#;
+    let mut s = spec();
+    if let Some(l) = s.limits.as_mut() {
+        l.fuel = u64::MAX / 2;
+    }
+    let r = run(wat, s);
+    assert_eq!(limit_hit(&r), Some(WasmLimitHit::Stack), "{r:?}");
+    // The host is still here and runs the next module.
+    assert_eq!(run(HELLO, spec()).stdout, b"hello from wasm\n");
+}
+
+#[test]
+fn oversized_modules_and_ungranted_imports_are_refused_before_running() {
+    let engine = WasmEngine::new().expect("engine");
+    let huge = vec![b' '; MAX_MODULE_BYTES + 1];
+    assert!(matches!(
+        engine.compile(&huge),
+        Err(WasmError::TooLarge { .. })
+    ));
+    let net = r#"(module (import "skillcell" "http_fetch" (func (param i32 i32) (result i32)))
+  (memory (export "memory") 1) (func (export "_start")))"#;
+    match engine.compile(net.as_bytes()) {
+        Err(WasmError::Import { module, name }) => {
+            assert_eq!(
+                (module.as_str(), name.as_str()),
+                ("skillcell", "http_fetch")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(engine.compile(HELLO.as_bytes()).is_ok());
+}
+
+/// A module that creates `PATH` in the first preopen (fd 3) and writes one byte into it; exits
+/// with 100 + errno when the open fails.
+fn create_at(path: &str) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "{path}")
+  (func (export "_start") (local $e i32)
+    (local.set $e (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const {len})
+      (i32.const 1) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200)))
+    (if (local.get $e) (then (call $exit (i32.add (i32.const 100) (local.get $e)))))
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 1))
+    (drop (call $w (i32.load (i32.const 200)) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+        len = path.len()
+    )
+}
+
+fn preopen(host: &Path, writable: bool) -> Preopen {
+    Preopen {
+        host: host.to_path_buf(),
+        guest: "/mnt/workspace".into(),
+        writable,
+    }
+}
+
+#[test]
+fn preopens_confine_traversal_symlinks_and_read_only_grants() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = tmp.path().join("ws");
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&ws).expect("ws");
+    fs::create_dir_all(&outside).expect("outside");
+    std::os::unix::fs::symlink(&outside, ws.join("link")).expect("symlink");
+    let with = |writable| WasmSpec {
+        preopens: vec![preopen(&ws, writable)],
+        ..spec()
+    };
+    // Positive control: a writable grant takes a new file.
+    let r = run(&create_at("made-inside"), with(true));
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    assert!(ws.join("made-inside").exists());
+    for escape in [
+        "../escape",
+        "link/escape",
+        "/tmp/escape",
+        "link/../../escape",
+    ] {
+        let r = run(&create_at(escape), with(true));
+        assert_ne!(
+            r.outcome,
+            WasmOutcome::Exited { code: 0 },
+            "{escape}: {r:?}"
+        );
+    }
+    let created: Vec<_> = fs::read_dir(&outside).expect("outside").collect();
+    assert!(
+        created.is_empty(),
+        "the guest wrote outside its preopen: {created:?}"
+    );
+    assert!(!tmp.path().join("escape").exists());
+    // A read-only grant takes nothing.
+    let r = run(&create_at("made-ro"), with(false));
+    assert_ne!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    assert!(!ws.join("made-ro").exists());
+}
+
+/// Moving a file out of a read-only preopen into a writable one (then writing it there) would
+/// both change the read-only grant and launder its file: refused, the file stays.
+#[test]
+fn a_file_cannot_move_from_a_read_only_preopen_to_a_writable_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (ro, rw) = (tmp.path().join("ro"), tmp.path().join("rw"));
+    fs::create_dir_all(&ro).expect("ro");
+    fs::create_dir_all(&rw).expect("rw");
+    fs::write(ro.join("data"), "keep").expect("data");
+    let wat = r#"(module
+  (import "wasi_snapshot_preview1" "path_rename" (func $mv (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "data")
+  (func (export "_start") (local $e i32)
+    (local.set $e (call $mv (i32.const 3) (i32.const 100) (i32.const 4) (i32.const FD) (i32.const 100) (i32.const 4)))
+    (if (local.get $e) (then (call $exit (i32.add (i32.const 100) (local.get $e)))))))"#;
+    let two = WasmSpec {
+        preopens: vec![
+            Preopen {
+                host: ro.clone(),
+                guest: "/mnt/ro".into(),
+                writable: false,
+            },
+            Preopen {
+                host: rw.clone(),
+                guest: "/mnt/rw".into(),
+                writable: true,
+            },
+        ],
+        ..spec()
+    };
+    let r = run(&wat.replace("FD", "4"), two.clone());
+    assert_ne!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    assert_eq!(
+        fs::read_to_string(ro.join("data")).expect("still there"),
+        "keep"
+    );
+    assert!(!rw.join("data").exists());
+    // Positive control: a rename inside the writable preopen works.
+    fs::write(rw.join("data"), "x").expect("rw data");
+    let inside = r#"(module
+  (import "wasi_snapshot_preview1" "path_rename" (func $mv (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "data")
+  (data (i32.const 200) "moved")
+  (func (export "_start") (local $e i32)
+    (local.set $e (call $mv (i32.const 4) (i32.const 100) (i32.const 4) (i32.const 4) (i32.const 200) (i32.const 5)))
+    (if (local.get $e) (then (call $exit (i32.add (i32.const 100) (local.get $e)))))))"#;
+    let r = run(inside, two);
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    assert!(rw.join("moved").exists() && !rw.join("data").exists());
+}
