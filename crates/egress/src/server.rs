@@ -195,20 +195,7 @@ impl Pending {
         shared.open.fetch_add(1, Ordering::AcqRel);
         Self {
             shared: Arc::clone(shared),
-            record: ConnectionRecord {
-                method: method.as_str().to_owned(),
-                host,
-                port,
-                address: None,
-                decision: Decision::Deny,
-                code: "bad_request".into(),
-                rule: None,
-                reason: String::new(),
-                allow_with: None,
-                bytes_up: 0,
-                bytes_down: 0,
-                duration_ms: 0,
-            },
+            record: blank_record(method.as_str().to_owned(), host, port),
             counters: Arc::new(Counters::default()),
             started: Instant::now(),
             slot: None,
@@ -229,24 +216,29 @@ impl Pending {
     }
 }
 
+/// A record that refuses until told otherwise (`bad_request`, nothing dialed).
+fn blank_record(method: String, host: String, port: u16) -> ConnectionRecord {
+    ConnectionRecord {
+        method,
+        host,
+        port,
+        address: None,
+        decision: Decision::Deny,
+        code: "bad_request".into(),
+        rule: None,
+        reason: String::new(),
+        allow_with: None,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+    }
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
         let mut record = std::mem::replace(
             &mut self.record,
-            ConnectionRecord {
-                method: String::new(),
-                host: String::new(),
-                port: 0,
-                address: None,
-                decision: Decision::Deny,
-                code: String::new(),
-                rule: None,
-                reason: String::new(),
-                allow_with: None,
-                bytes_up: 0,
-                bytes_down: 0,
-                duration_ms: 0,
-            },
+            blank_record(String::new(), String::new(), 0),
         );
         if self.counters.cut.load(Ordering::Relaxed) && record.code == "allowed" {
             record.code = "egress_budget".into();
@@ -282,7 +274,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
                 "this run has made {MAX_RECORDS} connections through the proxy, the most one run may"
             ),
         );
-        return refuse(StatusCode::FORBIDDEN, &method, "this request", &refusal);
+        return refuse(StatusCode::FORBIDDEN, "this request", &refusal);
     }
     let target = match request::judge(&method, req.uri(), req.headers()) {
         Ok(t) => t,
@@ -294,7 +286,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
             } else {
                 StatusCode::BAD_REQUEST
             };
-            return refuse(status, &method, "this request", &refusal);
+            return refuse(status, "this request", &refusal);
         }
     };
     let what = describe(&method, &target);
@@ -303,7 +295,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
         Ok(rule) => rule.to_string(),
         Err(refusal) => {
             pending.refuse(&refusal);
-            return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
+            return refuse(StatusCode::FORBIDDEN, &what, &refusal);
         }
     };
     pending.record.rule = Some(rule);
@@ -313,17 +305,17 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
         shared.budget_exhausted.store(true, Ordering::Relaxed);
         let refusal = budget_refusal(shared.budget);
         pending.refuse(&refusal);
-        return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
+        return refuse(StatusCode::FORBIDDEN, &what, &refusal);
     }
     let candidates = match addresses(&shared, &target).await {
         Ok(c) => c,
         Err(Lookup::Refused(refusal)) => {
             pending.refuse(&refusal);
-            return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
+            return refuse(StatusCode::FORBIDDEN, &what, &refusal);
         }
         Err(Lookup::Failed(reason)) => {
             pending.fail("resolve_failed", reason.clone());
-            return failure(&method, &what, &reason);
+            return failure(&what, &reason);
         }
     };
     let slot = match tokio::time::timeout(SLOT_WAIT, Arc::clone(&shared.upstreams).acquire_owned())
@@ -338,7 +330,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
                 ),
             );
             pending.refuse(&refusal);
-            return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
+            return refuse(StatusCode::FORBIDDEN, &what, &refusal);
         }
     };
     pending.slot = Some(slot);
@@ -346,14 +338,14 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<ProxyBo
         Ok(s) => s,
         Err(Dial::Refused(refusal)) => {
             pending.refuse(&refusal);
-            return refuse(StatusCode::FORBIDDEN, &method, &what, &refusal);
+            return refuse(StatusCode::FORBIDDEN, &what, &refusal);
         }
         Err(Dial::Failed(reason)) => {
             pending.record.address = candidates
                 .first()
                 .map(|c| SocketAddr::new(c.ip, target.port).to_string());
             pending.fail("connect_failed", reason.clone());
-            return failure(&method, &what, &reason);
+            return failure(&what, &reason);
         }
     };
     pending.record.address = Some(addr.to_string());
@@ -416,7 +408,6 @@ async fn forward(
     mut pending: Pending,
     what: &str,
 ) -> Response<ProxyBody> {
-    let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
     parts.uri = match target.path.parse::<Uri>() {
         Ok(u) => u,
@@ -424,7 +415,7 @@ async fn forward(
             // `request::judge` checked it; kept as a guard.
             let refusal = Refusal::new("bad_request", format!("bad path: {e}"));
             pending.refuse(&refusal);
-            return refuse(StatusCode::BAD_REQUEST, &method, what, &refusal);
+            return refuse(StatusCode::BAD_REQUEST, what, &refusal);
         }
     };
     parts.version = Version::HTTP_11;
@@ -437,7 +428,7 @@ async fn forward(
         Err(_) => {
             let refusal = Refusal::new("bad_request", "the Host header is not valid");
             pending.refuse(&refusal);
-            return refuse(StatusCode::BAD_REQUEST, &method, what, &refusal);
+            return refuse(StatusCode::BAD_REQUEST, what, &refusal);
         }
     }
     let (mut sender, conn) =
@@ -445,7 +436,7 @@ async fn forward(
             Ok(x) => x,
             Err(e) => {
                 pending.fail("upstream_failed", e.to_string());
-                return failure(&method, what, &e.to_string());
+                return failure(what, &e.to_string());
             }
         };
     // The record is written when both the response has been passed on and the upstream
@@ -480,7 +471,7 @@ async fn forward(
                 }
                 Err(_) => e.to_string(),
             };
-            failure(&method, what, &reason)
+            failure(what, &reason)
         }
     }
 }
@@ -696,8 +687,7 @@ fn text_response(status: StatusCode, code: &str, body: String) -> Response<Proxy
 }
 
 /// A refusal a model can act on: what, why, and the contract line that would allow it.
-fn refuse(status: StatusCode, method: &Method, what: &str, r: &Refusal) -> Response<ProxyBody> {
-    let _ = method;
+fn refuse(status: StatusCode, what: &str, r: &Refusal) -> Response<ProxyBody> {
     let mut body = format!(
         "skillcell egress proxy: {what} was denied ({}).\nWhy: {}\n",
         r.code, r.reason
@@ -710,8 +700,7 @@ fn refuse(status: StatusCode, method: &Method, what: &str, r: &Refusal) -> Respo
     text_response(status, r.code, body)
 }
 
-fn failure(method: &Method, what: &str, reason: &str) -> Response<ProxyBody> {
-    let _ = method;
+fn failure(what: &str, reason: &str) -> Response<ProxyBody> {
     text_response(
         StatusCode::BAD_GATEWAY,
         "upstream_failed",

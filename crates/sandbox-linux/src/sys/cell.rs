@@ -877,38 +877,38 @@ pub fn monotonic_us() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
-/// Blocks `signals` in the calling thread (threads it starts inherit the mask) and returns a
-/// signalfd that becomes readable when one arrives.
-/// Blocks `signals` in the calling thread (threads it starts later inherit the mask).
-pub fn block_signals(signals: &[libc::c_int]) -> io::Result<()> {
-    // SAFETY: sigemptyset/sigaddset initialize and fill the local set; pthread_sigmask reads it.
+/// The set of `signals`.
+fn sigset_of(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialize and fill the local set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for &s in signals {
             libc::sigaddset(&mut set, s);
         }
-        let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
-        }
+        set
+    }
+}
+
+/// Blocks `signals` in the calling thread (threads it starts later inherit the mask).
+pub fn block_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    let set = sigset_of(signals);
+    // SAFETY: pthread_sigmask reads the live local set.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
     }
     Ok(())
 }
 
+/// Blocks `signals` in the calling thread (threads it starts inherit the mask) and returns a
+/// signalfd that becomes readable when one arrives.
 pub fn signalfd_for(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
-    // SAFETY: sigemptyset/sigaddset initialize and fill the local set; pthread_sigmask and
-    // signalfd read it; signalfd returns a new descriptor, wrapped right away.
+    block_signals(signals)?;
+    let set = sigset_of(signals);
+    // SAFETY: signalfd reads the live local set and returns a new descriptor, wrapped right
+    // away.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
-        let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if r != 0 {
-            return Err(io::Error::from_raw_os_error(r));
-        }
         let fd = cvt_i(libc::signalfd(
             -1,
             &set,
