@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use skillcell_wasm::{
-    MAX_MODULE_BYTES, Preopen, WasmEngine, WasmError, WasmLimitHit, WasmLimits, WasmOutcome,
-    WasmReport, WasmSpec,
+    Grants, MAX_MODULE_BYTES, NoHost, Preopen, WasmEngine, WasmError, WasmLimitHit, WasmLimits,
+    WasmOutcome, WasmReport, WasmSpec,
 };
 
 fn limits() -> WasmLimits {
@@ -23,13 +23,16 @@ fn limits() -> WasmLimits {
 fn run(wat: &str, spec: WasmSpec) -> WasmReport {
     let engine = WasmEngine::new().expect("engine");
     let module = engine.compile(wat.as_bytes()).expect("compiles");
-    engine.run(&module, &spec).expect("runs")
+    let linked = engine.link(&module, Grants::default()).expect("links");
+    engine
+        .run(&linked, &spec, std::sync::Arc::new(NoHost))
+        .expect("runs")
 }
 
 fn spec() -> WasmSpec {
     WasmSpec {
         args: vec!["skill.wasm".into()],
-        limits: Some(limits()),
+        limits: limits(),
         ..WasmSpec::default()
     }
 }
@@ -64,7 +67,8 @@ fn output_beyond_the_cap_is_counted_and_dropped() {
         "(loop $l (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br_if $l (i32.lt_u (i32.load (i32.const 8)) (i32.const 0)))) (drop (call $w",
     );
     let mut s = spec();
-    if let Some(l) = s.limits.as_mut() {
+    {
+        let l = &mut s.limits;
         l.output_bytes = 4;
     }
     let r = run(&wat, s);
@@ -80,7 +84,8 @@ fn an_infinite_loop_is_stopped_by_fuel_and_by_the_wall_clock() {
     assert_eq!(limit_hit(&r), Some(WasmLimitHit::Fuel), "{r:?}");
     // With fuel to spare, the wall clock ends it.
     let mut s = spec();
-    if let Some(l) = s.limits.as_mut() {
+    {
+        let l = &mut s.limits;
         l.fuel = u64::MAX / 2;
         l.wall_ms = 300;
     }
@@ -102,7 +107,8 @@ fn a_blocking_host_call_is_cut_at_the_wall_clock() {
     (i64.store (i32.const 24) (i64.const 3600000000000))
     (drop (call $p (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512)))))"#;
     let mut s = spec();
-    if let Some(l) = s.limits.as_mut() {
+    {
+        let l = &mut s.limits;
         l.wall_ms = 300;
     }
     let r = run(wat, s);
@@ -132,7 +138,8 @@ fn huge_tables_are_refused() {
   (func (export "_start") (drop (table.grow 0 (ref.null func) (i32.const 100000000)))))"#;
     // Fuel to spare: the table limit, not the CPU budget, must be what stops it.
     let mut s = spec();
-    if let Some(l) = s.limits.as_mut() {
+    {
+        let l = &mut s.limits;
         l.fuel = u64::MAX / 2;
     }
     let r = run(grow, s);
@@ -155,7 +162,8 @@ fn deep_recursion_traps_and_the_host_survives() {
   (func $f (param i64) (call $f (i64.add (local.get 0) (i64.const 1))))
   (func (export "_start") (call $f (i64.const 0))))"#;
     let mut s = spec();
-    if let Some(l) = s.limits.as_mut() {
+    {
+        let l = &mut s.limits;
         l.fuel = u64::MAX / 2;
     }
     let r = run(wat, s);
@@ -172,17 +180,66 @@ fn oversized_modules_and_ungranted_imports_are_refused_before_running() {
         engine.compile(&huge),
         Err(WasmError::TooLarge { .. })
     ));
-    let net = r#"(module (import "skillcell" "http_fetch" (func (param i32 i32) (result i32)))
+    // An import module skillcell does not define: refused when compiled.
+    let env = r#"(module (import "env" "socket" (func (param i32) (result i32)))
   (memory (export "memory") 1) (func (export "_start")))"#;
-    match engine.compile(net.as_bytes()) {
+    match engine.compile(env.as_bytes()) {
         Err(WasmError::Import { module, name }) => {
-            assert_eq!(
-                (module.as_str(), name.as_str()),
-                ("skillcell", "http_fetch")
+            assert_eq!((module.as_str(), name.as_str()), ("env", "socket"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A host function the contract does not grant: refused at link time, naming the grant;
+    // with the grant it links (positive control), and a wrong signature does not.
+    let fetch = |params: &str| {
+        format!(
+            r#"(module (import "skillcell" "http_fetch" (func (param {params}) (result i32)))
+  (memory (export "memory") 1) (func (export "_start")))"#
+        )
+    };
+    let module = engine
+        .compile(fetch("i32 i32 i32 i32 i32").as_bytes())
+        .expect("compiles");
+    match engine.link(&module, Grants::default()) {
+        Err(e @ WasmError::NotGranted { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("skillcell::http_fetch") && msg.contains("skillcell.network"),
+                "{msg}"
             );
         }
         other => panic!("{other:?}"),
     }
+    let network = Grants {
+        network: true,
+        calls: false,
+    };
+    assert!(engine.link(&module, network).is_ok());
+    let wrong = engine
+        .compile(fetch("i32 i32").as_bytes())
+        .expect("compiles");
+    assert!(matches!(
+        engine.link(&wrong, network),
+        Err(WasmError::Link(_))
+    ));
+    let call = r#"(module (import "skillcell" "call_skill" (func (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1) (func (export "_start")))"#;
+    let module = engine.compile(call.as_bytes()).expect("compiles");
+    assert!(matches!(
+        engine.link(&module, network),
+        Err(WasmError::NotGranted { .. })
+    ));
+    assert!(
+        engine
+            .link(
+                &module,
+                Grants {
+                    network: false,
+                    calls: true
+                }
+            )
+            .is_ok()
+    );
     assert!(engine.compile(HELLO.as_bytes()).is_ok());
 }
 
@@ -309,4 +366,110 @@ fn a_file_cannot_move_from_a_read_only_preopen_to_a_writable_one() {
     let r = run(inside, two);
     assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
     assert!(rw.join("moved").exists() && !rw.join("data").exists());
+}
+
+/// A tool (docs/wasm-abi.md): a bump allocator; `skillcell_run` upper-cases the input in place,
+/// logs one record and returns the same range as its output.
+const UPPER_TOOL: &str = r#"(module
+  (import "skillcell" "log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (data (i32.const 16) "tool ran")
+  (func (export "skillcell_alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $n)))
+    (if (i32.gt_u (global.get $next) (i32.mul (memory.size) (i32.const 65536)))
+      (then (if (i32.eq (memory.grow (i32.add (i32.shr_u (local.get $n) (i32.const 16)) (i32.const 1))) (i32.const -1))
+        (then (return (i32.const 0))))))
+    (local.get $p))
+  (func (export "skillcell_run") (param $p i32) (param $n i32) (result i64)
+    (local $i i32) (local $c i32)
+    (drop (call $log (i32.const 1) (i32.const 16) (i32.const 8)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $c (i32.load8_u (i32.add (local.get $p) (local.get $i))))
+      (if (i32.and (i32.ge_u (local.get $c) (i32.const 97)) (i32.le_u (local.get $c) (i32.const 122)))
+        (then (i32.store8 (i32.add (local.get $p) (local.get $i)) (i32.sub (local.get $c) (i32.const 32)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n)))))"#;
+
+#[derive(Default)]
+struct Logs(std::sync::Mutex<Vec<(i32, String)>>);
+
+impl skillcell_wasm::HostCalls for Logs {
+    fn log(&self, level: i32, message: &str) {
+        if let Ok(mut l) = self.0.lock() {
+            l.push((level, message.to_owned()));
+        }
+    }
+
+    fn http_fetch(
+        &self,
+        _method: String,
+        _url: String,
+        _body: Vec<u8>,
+    ) -> skillcell_wasm::host::BoxFuture<
+        Result<skillcell_wasm::FetchResponse, skillcell_wasm::FetchError>,
+    > {
+        Box::pin(async { Err(skillcell_wasm::FetchError::Refused("test".into())) })
+    }
+}
+
+#[test]
+fn a_tool_gets_its_input_in_memory_and_returns_output_from_it() {
+    let engine = WasmEngine::new().expect("engine");
+    let module = engine.compile(UPPER_TOOL.as_bytes()).expect("compiles");
+    let linked = engine.link(&module, Grants::default()).expect("links");
+    assert_eq!(linked.kind, skillcell_wasm::ModuleKind::Tool);
+    let logs = std::sync::Arc::new(Logs::default());
+    // 300 KiB: more than the memory the module starts with, so its allocator grows it.
+    let input: Vec<u8> = b"hello, wasm! "
+        .iter()
+        .copied()
+        .cycle()
+        .take(300 << 10)
+        .collect();
+    let mut s = spec();
+    s.input = input.clone();
+    s.limits.output_bytes = 1 << 20;
+    let r = engine.run(&linked, &s, logs.clone()).expect("runs");
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    assert_eq!(r.stdout, input.to_ascii_uppercase());
+    assert_eq!(
+        logs.0.lock().map(|l| l.clone()).unwrap_or_default(),
+        vec![(1, "tool ran".to_owned())]
+    );
+    // A fresh store per run: the second run's allocator starts over, same result.
+    let r2 = engine.run(&linked, &s, logs.clone()).expect("runs");
+    assert_eq!(r2.stdout, r.stdout);
+}
+
+#[test]
+fn an_artifact_loads_only_with_the_digest_recorded_for_it() {
+    let engine = WasmEngine::new().expect("engine");
+    let (_, artifact) = engine.precompile(HELLO.as_bytes()).expect("precompiles");
+    let recorded = skillcell_types::Digest::of(&artifact);
+    // Positive control: the recorded bytes load and run.
+    let module = skillcell_wasm::artifact::load(&engine, &artifact, &recorded).expect("loads");
+    let linked = engine.link(&module, Grants::default()).expect("links");
+    let r = engine
+        .run(&linked, &spec(), std::sync::Arc::new(NoHost))
+        .expect("runs");
+    assert_eq!(r.stdout, b"hello from wasm\n");
+    // One byte changed (it could be machine code): refused before wasmtime sees it.
+    let mut forged = artifact.clone();
+    let mid = forged.len() / 2;
+    forged[mid] ^= 0x01;
+    assert!(matches!(
+        skillcell_wasm::artifact::load(&engine, &forged, &recorded),
+        Err(WasmError::Artifact(_))
+    ));
+    // Bytes that are not an artifact of this engine, recorded or not, are an error, not a crash.
+    let junk = b"not an artifact".to_vec();
+    assert!(matches!(
+        skillcell_wasm::artifact::load(&engine, &junk, &skillcell_types::Digest::of(&junk)),
+        Err(WasmError::Artifact(_))
+    ));
 }
