@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use skillcell_executor::run::RunRequest;
-use skillcell_executor::{ExecError, Executor};
+use skillcell_executor::{CellKind, ExecError, Executor};
 use skillcell_sandbox::{EnforcementReport, Outcome};
 use skillcell_sandbox_linux::PreparedCell;
 use skillcell_store::Home;
@@ -138,11 +138,18 @@ pub fn run(home: &Home, args: &RunArgs<'_>, json: bool) -> Result<u8, Failure> {
         placeholders: placeholders(args)?,
         caller_env: std::env::vars_os().collect(),
     };
-    // Before anything else can start a thread, and before Landlock.
-    let cell = PreparedCell::prepare()
-        .map_err(|e| Failure::new(code::CELL_FAILED, "cell_failed", e.to_string()))?;
-    let exec = Executor::enter_with(home.clone(), &cell.writable_paths(), &cell.removable_in())
-        .map_err(exec_failure)?;
+    // A native cell is prepared before anything else can start a thread, and before Landlock;
+    // a WASM run needs none, but the executor must keep its write grants writable.
+    let (cell, writable, removable) = match skillcell_executor::cell_kind(home, &request) {
+        CellKind::Wasm { writable } => (None, writable, Vec::new()),
+        CellKind::Native => {
+            let cell = PreparedCell::prepare()
+                .map_err(|e| Failure::new(code::CELL_FAILED, "cell_failed", e.to_string()))?;
+            let (w, r) = (cell.writable_paths(), cell.removable_in());
+            (Some(cell), w, r)
+        }
+    };
+    let exec = Executor::enter_with(home.clone(), &writable, &removable).map_err(exec_failure)?;
     let outcome = if json {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let o = exec

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use rusqlite::Connection;
 use skillcell_audit::{Actor, AuditError, AuditLog, Event, Role};
-use skillcell_store::{Home, RegistryError, RegistryReader, SCHEMA, SCHEMA_VERSION};
+use skillcell_store::{Home, RegistryError, RegistryReader, SCHEMA, SCHEMA_V2, SCHEMA_VERSION};
 use skillcell_types::Decision;
 
 pub use install::{InstallLimits, InstallOutcome, Refusal};
@@ -100,6 +100,12 @@ impl Developer {
         match version {
             0 => {
                 conn.execute_batch(SCHEMA).map_err(sql)?;
+                conn.execute_batch(SCHEMA_V2).map_err(sql)?;
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(sql)?;
+            }
+            1 => {
+                conn.execute_batch(SCHEMA_V2).map_err(sql)?;
                 conn.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(sql)?;
             }

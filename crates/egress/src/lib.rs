@@ -12,6 +12,7 @@
 //! and the bytes of all of them count against the run's budget.
 
 mod config;
+mod fetch;
 mod host;
 mod policy;
 pub mod request;
@@ -24,6 +25,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub use config::{ConfigError, EgressConfig, Resolver};
+pub use fetch::{Connector, FetchFailure, Fetched};
 pub use host::{Host, HostError, parse_ipv4_loose};
 pub use policy::{AddressSource, Policy, Refusal};
 use serde::Serialize;
@@ -150,8 +152,23 @@ impl Proxy {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("skillcell-egress".into())
-            .spawn(move || server::run(config, recorder, rx, stop_rx))?;
+            .spawn(move || server::run(config, recorder, server::Source::Listener(rx), stop_rx))?;
         Ok((Self { thread, stop }, tx))
+    }
+
+    /// Starts a proxy for an in-process client (the WASM cell): no listening socket anywhere,
+    /// each request gets a socket pair whose other end the proxy serves with the same judging,
+    /// policy, budget and records as a cell's listener.
+    pub fn start_in_process(
+        config: ProxyConfig,
+        recorder: Arc<dyn Recorder>,
+    ) -> std::io::Result<(Self, Connector)> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("skillcell-egress".into())
+            .spawn(move || server::run(config, recorder, server::Source::Streams(rx), stop_rx))?;
+        Ok((Self { thread, stop }, Connector::new(tx)))
     }
 
     /// Stops accepting, gives open connections [`FINISH_GRACE`] to finish (their records are written

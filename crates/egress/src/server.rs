@@ -47,11 +47,20 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Largest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
+/// Where a proxy's clients come from.
+pub(crate) enum Source {
+    /// The listening socket a cell makes and sends (it may never come, if the cell failed).
+    Listener(mpsc::Receiver<OwnedFd>),
+    /// One end of a socket pair per request, from [`Connector`](crate::Connector) (the
+    /// in-process WASM cell).
+    Streams(tokio::sync::mpsc::UnboundedReceiver<std::os::unix::net::UnixStream>),
+}
+
 /// The proxy thread's body.
 pub(crate) fn run(
     config: ProxyConfig,
     recorder: Arc<dyn Recorder>,
-    listener: mpsc::Receiver<OwnedFd>,
+    source: Source,
     stop: watch::Receiver<bool>,
 ) -> EgressSummary {
     let failed = |e: String| EgressSummary {
@@ -87,11 +96,16 @@ pub(crate) fn run(
         idle: Notify::new(),
         upstreams: Arc::new(Semaphore::new(MAX_UPSTREAMS)),
     });
-    // The cell's listener, or nothing when the cell failed before making one.
-    let Ok(fd) = listener.recv() else {
-        return shared.summary();
-    };
-    rt.block_on(serve(fd, Arc::clone(&shared), stop));
+    match source {
+        Source::Listener(listener) => {
+            // The cell's listener, or nothing when the cell failed before making one.
+            let Ok(fd) = listener.recv() else {
+                return shared.summary();
+            };
+            rt.block_on(serve(fd, Arc::clone(&shared), stop));
+        }
+        Source::Streams(streams) => rt.block_on(serve_streams(streams, Arc::clone(&shared), stop)),
+    }
     // Dropping the runtime drops every task still open; each one's record is written as it
     // drops.
     drop(rt);
@@ -144,7 +158,51 @@ async fn serve(fd: OwnedFd, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
     .await;
 }
 
-async fn serve_client(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_streams(
+    mut streams: tokio::sync::mpsc::UnboundedReceiver<std::os::unix::net::UnixStream>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
+    loop {
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = stop.changed() => break,
+            s = streams.recv() => match s {
+                Some(s) => s,
+                None => break,
+            },
+        };
+        let Ok(stream) = stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(stream))
+        else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            serve_client(stream, shared).await;
+            drop(permit);
+        });
+    }
+    let _ = tokio::time::timeout(FINISH_GRACE, async {
+        while shared.open.load(Ordering::Acquire) > 0 {
+            shared.idle.notified().await;
+        }
+    })
+    .await;
+}
+
+async fn serve_client<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let for_service = Arc::clone(&shared);
     let svc = service_fn(move |req| {
         let shared = Arc::clone(&for_service);

@@ -4,12 +4,12 @@
 //! proxy never waits for an fsync).
 
 use std::os::fd::OwnedFd;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use skillcell_audit::{Actor, AuditLog, Event};
 use skillcell_egress::{
-    ConnectionRecord, EgressConfig, EgressSummary, Policy, Proxy, ProxyConfig, Recorder,
+    ConnectionRecord, Connector, EgressConfig, EgressSummary, Policy, Proxy, ProxyConfig, Recorder,
 };
 use skillcell_sandbox::Denial;
 use skillcell_store::Home;
@@ -59,6 +59,24 @@ impl RunEgress {
         contract: &Contract,
         subject: Subject<'_>,
     ) -> Result<(Self, mpsc::Sender<OwnedFd>), String> {
+        Self::start_with(home, contract, subject, Proxy::start)
+    }
+
+    /// As [`start`](Self::start), for an in-process client (the WASM cell's `http_fetch`).
+    pub(crate) fn start_in_process(
+        home: &Home,
+        contract: &Contract,
+        subject: Subject<'_>,
+    ) -> Result<(Self, Connector), String> {
+        Self::start_with(home, contract, subject, Proxy::start_in_process)
+    }
+
+    fn start_with<C>(
+        home: &Home,
+        contract: &Contract,
+        subject: Subject<'_>,
+        start: impl FnOnce(ProxyConfig, Arc<dyn Recorder>) -> std::io::Result<(Proxy, C)>,
+    ) -> Result<(Self, C), String> {
         let egress = EgressConfig::load(&home.egress_config()).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel::<ConnectionRecord>();
         let audit = AuditLog::new(home.audit_dir());
@@ -78,9 +96,9 @@ impl RunEgress {
             budget_bytes: contract.limits.egress,
             egress,
         };
-        let (proxy, listener_to) = Proxy::start(config, std::sync::Arc::new(ToWriter(tx)))
+        let (proxy, client) = start(config, Arc::new(ToWriter(tx)))
             .map_err(|e| format!("cannot start the egress proxy: {e}"))?;
-        Ok((Self { proxy, writer }, listener_to))
+        Ok((Self { proxy, writer }, client))
     }
 
     /// Stops the proxy after the cell has ended; every record is written when this returns.

@@ -18,6 +18,7 @@
 mod egress;
 pub mod run;
 pub mod runtimes;
+pub mod wasm;
 
 use std::fs;
 use std::path::PathBuf;
@@ -28,6 +29,34 @@ use skillcell_audit::{Actor, AuditError, AuditLog, Event, Role};
 use skillcell_sandbox_linux::{LandlockError, LandlockReport, restrict_writes};
 use skillcell_store::{Home, RegistryError, RegistryReader, VersionRecord, tree};
 use skillcell_types::{Decision, Digest, VersionState};
+
+/// Which cell a run will need, decided before the executor restricts itself (a native cell
+/// must be prepared first; a WASM run writes its write grants from this process).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CellKind {
+    Native,
+    /// In-process, writing through these host directories.
+    Wasm {
+        writable: Vec<PathBuf>,
+    },
+}
+
+/// Looks at the current version of the requested skill (read-only, unverified: the run itself
+/// verifies it and re-plans) to tell which cell the run needs. Anything it cannot read says
+/// `Native`, and the run reports the problem.
+pub fn cell_kind(home: &Home, request: &run::RunRequest) -> CellKind {
+    let Ok(registry) = RegistryReader::open(&home.registry_db()) else {
+        return CellKind::Native;
+    };
+    let Ok(version) = registry.current(&request.name) else {
+        return CellKind::Native;
+    };
+    let dir = home.tree_dir(&version.tree_hash);
+    match wasm::wasm_write_paths(&dir, &version.contract, request) {
+        Some(writable) => CellKind::Wasm { writable },
+        None => CellKind::Native,
+    }
+}
 
 /// Errors of the executor role.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +101,9 @@ pub struct Resolved {
     pub dir: PathBuf,
     /// Time spent re-hashing the tree, in microseconds.
     pub integrity_check_us: u128,
+    /// Its files as hashed by that check: what a WASM run compares the module it reads with.
+    #[serde(skip)]
+    pub files: Vec<tree::TreeFile>,
 }
 
 impl Executor {
@@ -123,6 +155,10 @@ impl Executor {
 
     pub(crate) fn actor(&self) -> Actor {
         self.actor.clone()
+    }
+
+    pub(crate) fn registry(&self) -> &RegistryReader {
+        &self.registry
     }
 
     pub(crate) fn audit_event(&self, event: Event) -> Result<(), ExecError> {
@@ -201,20 +237,21 @@ impl Executor {
         }
         let dir = self.home.tree_dir(&tree_hash);
         let started = Instant::now();
-        let actual = tree::hash_dir(&dir).map(|l| l.hash);
+        let actual = tree::hash_dir(&dir);
         let integrity_check_us = started.elapsed().as_micros();
         match actual {
-            Ok(h) if h == tree_hash => Ok(Resolved {
+            Ok(l) if l.hash == tree_hash => Ok(Resolved {
                 version,
                 dir,
                 integrity_check_us,
+                files: l.files,
             }),
-            Ok(h) => Err((
+            Ok(l) => Err((
                 "tampered",
                 format!(
                     "its files changed since install (tree {} is now {}); run `skillcell verify`",
                     tree_hash.short(),
-                    h.short()
+                    l.hash.short()
                 ),
                 Some(tree_hash),
             )),

@@ -79,8 +79,12 @@ pub enum PlanError {
         "cannot tell which runtime runs {script}: add `skillcell.runtime` (python3, bash, sh, node), a shebang, or a known extension"
     )]
     UnknownRuntime { script: String },
-    #[error("WASM skills run in the WASM cell, which is not built yet")]
+    #[error("a WASM module runs in the WASM cell, not in a native cell")]
     Wasm,
+    #[error(
+        "a native run needs a prepared cell; the skill changed between the check and the run, run it again"
+    )]
+    NoCell,
     #[error("the contract needs ${name}: pass {flag}")]
     MissingPlaceholder { name: String, flag: String },
     #[error("${name} is {path}: {why}")]
@@ -89,6 +93,8 @@ pub enum PlanError {
         path: PathBuf,
         why: String,
     },
+    #[error("the grant {grant} cannot be opened: {why}")]
+    BadGrant { grant: String, why: String },
     #[error("`--path {name}=…` was given but the contract has no ${name} grant")]
     UnusedPlaceholder { name: String },
     #[error(
@@ -108,16 +114,35 @@ pub enum PlanError {
     Runtime(#[from] runtimes::RuntimeError),
 }
 
+/// An error with a stable code, as refusals are audited.
+pub(crate) trait RefusalCode: std::fmt::Display {
+    fn code(&self) -> &'static str;
+}
+
+impl RefusalCode for PlanError {
+    fn code(&self) -> &'static str {
+        PlanError::code(self)
+    }
+}
+
+impl RefusalCode for skillcell_wasm::WasmError {
+    fn code(&self) -> &'static str {
+        skillcell_wasm::WasmError::code(self)
+    }
+}
+
 impl PlanError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoEntry { .. } => "no_entry",
             Self::BadScript { .. } => "bad_script",
             Self::UnknownRuntime { .. } => "unknown_runtime",
-            Self::Wasm => "wasm_not_supported",
+            Self::Wasm => "wasm_in_native_cell",
+            Self::NoCell => "changed_during_run",
             Self::MissingPlaceholder { .. } => "missing_placeholder",
             Self::BadPlaceholder { .. } => "bad_placeholder",
             Self::UnusedPlaceholder { .. } => "unused_placeholder",
+            Self::BadGrant { .. } => "bad_grant",
             Self::GrantCoversDataDir { .. } => "grant_covers_data_dir",
             Self::ExecInWriteGrant { .. } => "exec_in_write_grant",
             Self::Runtime(_) => "runtime_unavailable",
@@ -170,31 +195,7 @@ pub fn plan(
     data_dir: &Path,
     hostname: String,
 ) -> Result<(CellSpec, Runtime, String), PlanError> {
-    let script = match (&request.script, &contract.entry) {
-        (Some(s), _) => s.clone(),
-        (None, Some(e)) => e.clone(),
-        (None, None) => {
-            return Err(PlanError::NoEntry {
-                name: request.name.clone(),
-            });
-        }
-    };
-    let script = normalize_script(&script)?;
-    let host_script = resolved.dir.join(&script);
-    let meta = fs::symlink_metadata(&host_script).map_err(|e| PlanError::BadScript {
-        script: script.clone(),
-        why: e.to_string(),
-    })?;
-    if !meta.is_file() {
-        return Err(PlanError::BadScript {
-            script,
-            why: "not a regular file".into(),
-        });
-    }
-    let runtime = match contract.runtime {
-        Some(r) => r,
-        None => runtime_of(&host_script, &script)?,
-    };
+    let (script, runtime) = choose_script(&resolved.dir, contract, request)?;
     if runtime == Runtime::Wasm {
         return Err(PlanError::Wasm);
     }
@@ -311,6 +312,42 @@ pub fn plan(
     Ok((spec, runtime, script))
 }
 
+/// The script to run (relative to the skill folder, normalized) and its runtime: the
+/// request's script or the contract's entry; the contract's runtime, else the shebang or the
+/// extension.
+pub fn choose_script(
+    skill_dir: &Path,
+    contract: &Contract,
+    request: &RunRequest,
+) -> Result<(String, Runtime), PlanError> {
+    let script = match (&request.script, &contract.entry) {
+        (Some(s), _) => s.clone(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => {
+            return Err(PlanError::NoEntry {
+                name: request.name.clone(),
+            });
+        }
+    };
+    let script = normalize_script(&script)?;
+    let host_script = skill_dir.join(&script);
+    let meta = fs::symlink_metadata(&host_script).map_err(|e| PlanError::BadScript {
+        script: script.clone(),
+        why: e.to_string(),
+    })?;
+    if !meta.is_file() {
+        return Err(PlanError::BadScript {
+            script,
+            why: "not a regular file".into(),
+        });
+    }
+    let runtime = match contract.runtime {
+        Some(r) => r,
+        None => runtime_of(&host_script, &script)?,
+    };
+    Ok((script, runtime))
+}
+
 /// The host's top-level symlinks of a merged `/usr` (`/bin` → `usr/bin`…), so that paths
 /// compiled into programs (`/bin/sh` in `os.system`) name the files the cell binds.
 fn merged_usr_links() -> Vec<Mount> {
@@ -330,7 +367,7 @@ fn merged_usr_links() -> Vec<Mount> {
         .collect()
 }
 
-fn cell_limits(l: &Limits) -> CellLimits {
+pub(crate) fn cell_limits(l: &Limits) -> CellLimits {
     CellLimits {
         memory_bytes: l.memory,
         cpu_ms: l.cpu_ms,
@@ -414,7 +451,7 @@ fn runtime_of(host_script: &Path, script: &str) -> Result<Runtime, PlanError> {
 /// Refuses grants that overlap skillcell's data dir, either way: a write grant over it would
 /// let a skill rewrite its own contract in the registry or the audit trail, a read grant
 /// would show it other skills and the trail.
-fn check_grants(grants: &[Mount], data_dir: &Path) -> Result<(), PlanError> {
+pub(crate) fn check_grants(grants: &[Mount], data_dir: &Path) -> Result<(), PlanError> {
     let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     for g in grants {
         let MountKind::Grant { base, rest, .. } = &g.kind else {
@@ -444,7 +481,7 @@ type EnvPairs = Vec<(String, String)>;
 
 /// Mounts for the contract's fs grants, parents before children, and the
 /// `SKILLCELL_PATH_<NAME>` variables for placeholders.
-fn grant_mounts(
+pub(crate) fn grant_mounts(
     contract: &Contract,
     given: &BTreeMap<String, PathBuf>,
 ) -> Result<(Vec<Mount>, EnvPairs), PlanError> {
@@ -523,9 +560,14 @@ fn grant_mounts(
 
 /// A hostname no two cells share and that tells nothing of the host.
 fn random_hostname() -> String {
+    format!("cell-{}", random_hex())
+}
+
+/// Eight random hex digits.
+fn random_hex() -> String {
     let mut b = [0u8; 4];
     let _ = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    format!("cell-{}", hex_lower(&b))
+    hex_lower(&b)
 }
 
 fn hex_lower(b: &[u8]) -> String {
@@ -533,41 +575,65 @@ fn hex_lower(b: &[u8]) -> String {
 }
 
 impl Executor {
+    /// Audits a run refused before anything started; the error to return.
+    pub(crate) fn refuse_run(
+        &self,
+        request: &RunRequest,
+        resolved: &Resolved,
+        run_id: &str,
+        e: &dyn RefusalCode,
+    ) -> Result<ExecError, ExecError> {
+        self.audit_event(
+            Event::new(self.actor(), "run", Decision::Deny, e.to_string())
+                .skill(&request.name)
+                .version(resolved.version.tree_hash)
+                .details(serde_json::json!({ "code": e.code(), "run": run_id })),
+        )?;
+        Ok(ExecError::Refused {
+            name: request.name.clone(),
+            code: e.code(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Resolves the skill, plans its cell, runs it in `cell` and audits the run with its
     /// enforcement report. Refusals (not usable, tampered, bad request) are audited too.
     pub fn run(
         &self,
-        cell: PreparedCell,
+        cell: Option<PreparedCell>,
         request: &RunRequest,
         out: &mut (dyn Write + Send),
         err: &mut (dyn Write + Send),
     ) -> Result<RunOutcome, ExecError> {
         let resolved = self.resolve(&request.name)?;
         let contract = resolved.version.contract.clone();
-        let run_id = cell.run_id().to_owned();
-        let planned = plan(
-            &resolved,
-            &contract,
-            request,
-            &self.home().run_dir(),
-            self.home().root(),
-            random_hostname(),
-        );
-        let (spec, runtime, script) = match planned {
+        let run_id = match &cell {
+            Some(c) => c.run_id().to_owned(),
+            None => format!("wasm-{}-{}", std::process::id(), random_hex()),
+        };
+        let chosen = choose_script(&resolved.dir, &contract, request);
+        if let Ok((script, Runtime::Wasm)) = chosen {
+            // An in-process run: a prepared native cell is not needed (dropping it ends its
+            // init and removes its cgroups).
+            drop(cell);
+            return self.run_wasm(&resolved, request, script, run_id, out, err);
+        }
+        let planned = match (chosen, cell) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(PlanError::NoCell),
+            (Ok(_), Some(cell)) => plan(
+                &resolved,
+                &contract,
+                request,
+                &self.home().run_dir(),
+                self.home().root(),
+                random_hostname(),
+            )
+            .map(|p| (p, cell)),
+        };
+        let ((spec, runtime, script), cell) = match planned {
             Ok(p) => p,
-            Err(e) => {
-                self.audit_event(
-                    Event::new(self.actor(), "run", Decision::Deny, e.to_string())
-                        .skill(&request.name)
-                        .version(resolved.version.tree_hash)
-                        .details(serde_json::json!({ "code": e.code(), "run": run_id })),
-                )?;
-                return Err(ExecError::Refused {
-                    name: request.name.clone(),
-                    code: e.code(),
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(self.refuse_run(request, &resolved, &run_id, &e)?),
         };
         let subject = crate::egress::Subject {
             actor: self.actor(),
@@ -622,6 +688,7 @@ impl Executor {
             ),
             Outcome::Exited { code } => (Decision::Allow, format!("exited with {code}")),
             Outcome::Signaled { name, .. } => (Decision::Allow, format!("killed by {name}")),
+            Outcome::Trapped { message } => (Decision::Allow, format!("trapped: {message}")),
         };
         self.audit_event(
             Event::new(self.actor(), "run", decision, reason)
@@ -652,7 +719,7 @@ impl Executor {
 }
 
 /// The egress layer and the proxy's refusals, into the run's report.
-fn add_egress(
+pub(crate) fn add_egress(
     report: &mut EnforcementReport,
     contract: &Contract,
     summary: &EgressSummary,

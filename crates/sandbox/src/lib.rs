@@ -144,6 +144,9 @@ pub enum Outcome {
     Signaled { signal: i32, name: String },
     /// The cell could not be built; nothing of the skill ran.
     SetupFailed { step: String, message: String },
+    /// A WASM module trapped (a limit, or a fault of its own); reported as exit code 134,
+    /// as an abort would be.
+    Trapped { message: String },
 }
 
 /// One enforcement layer and how it went.
@@ -221,6 +224,7 @@ impl EnforcementReport {
             Outcome::Exited { code } => *code,
             Outcome::Signaled { signal, .. } => 128 + signal,
             Outcome::SetupFailed { .. } => 126,
+            Outcome::Trapped { .. } => 134,
         }
     }
 }

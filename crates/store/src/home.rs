@@ -71,6 +71,15 @@ impl Home {
         self.trees_dir().join(hash.to_string())
     }
 
+    /// Compiled WASM modules: `wasm/<engine compatibility hash>/<module digest>.cwasm`.
+    pub fn wasm_dir(&self) -> PathBuf {
+        self.root.join("store/wasm")
+    }
+
+    pub fn wasm_artifact(&self, engine: &str, module: &skillcell_types::Digest) -> PathBuf {
+        self.wasm_dir().join(engine).join(format!("{module}.cwasm"))
+    }
+
     pub fn staging_dir(&self) -> PathBuf {
         self.root.join("store/staging")
     }

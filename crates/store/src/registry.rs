@@ -12,7 +12,7 @@ use serde::Serialize;
 use skillcell_types::{Contract, Digest, SkillName, VersionState};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The registry schema. `versions.state` is where the approval step slots in: admission adds an
 /// `approvals` table bound to `(tree_hash, contract_hash)` and installs versions as `pending`.
@@ -54,6 +54,20 @@ CREATE TABLE IF NOT EXISTS history (
     -- Hash of the audit record written with this row: anchors the audit trail in a place the
     -- executor cannot write.
     audit_hash TEXT
+);
+"#;
+
+/// Added in schema version 2: compiled WASM modules. An artifact is native code, so the digest
+/// of its file is recorded here, where the executor can only read, and checked before it is
+/// loaded. Keyed by the module's content digest and the engine's compatibility hash.
+pub const SCHEMA_V2: &str = r#"
+CREATE TABLE IF NOT EXISTS wasm_artifacts (
+    module_digest   TEXT NOT NULL,
+    engine          TEXT NOT NULL,
+    artifact_digest TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (module_digest, engine)
 );
 "#;
 
@@ -314,6 +328,30 @@ impl RegistryReader {
             })
             .map_err(|e| self.sql(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+
+    /// The recorded digest of the compiled artifact of the module whose content digest is
+    /// `module`, for the engine whose compatibility hash is `engine`.
+    pub fn wasm_artifact(
+        &self,
+        module: &Digest,
+        engine: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let found: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT artifact_digest FROM wasm_artifacts WHERE module_digest = ?1 AND engine = ?2",
+                params![module.to_string(), engine],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        found
+            .map(|d| {
+                d.parse()
+                    .map_err(|_| self.corrupt(format!("wasm artifact digest {d:?}")))
+            })
+            .transpose()
     }
 
     /// Whether any version still references `tree_hash`.

@@ -33,6 +33,15 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// What `contract` grants: `http_fetch` with any network rule, `call_skill` with any
+    /// callee.
+    pub fn of(contract: &skillcell_types::Contract) -> Self {
+        Self {
+            network: !contract.network.is_empty(),
+            calls: !contract.calls.is_empty(),
+        }
+    }
+
     pub(crate) fn index(self) -> usize {
         usize::from(self.network) | (usize::from(self.calls) << 1)
     }

@@ -40,6 +40,7 @@ use serde::Serialize;
 
 pub use engine::{LinkedModule, ModuleKind, WasmEngine};
 pub use host::{FetchError, FetchResponse, Grants, HostCalls, NoHost, error_code};
+pub use wasmtime::Module;
 
 /// Largest module accepted (bytes of `.wasm`, or of `.wat` text).
 pub const MAX_MODULE_BYTES: usize = 16 << 20;

@@ -2,6 +2,7 @@
 
 mod archive;
 mod folder;
+mod wasm;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -257,6 +258,10 @@ impl Developer {
             });
         }
 
+        let (engine, compiled) = wasm::compile_modules(&staged, &listing, &manifest.contract)?;
+        if let Some(engine) = engine {
+            self.store_artifacts(&engine, &compiled)?;
+        }
         let created_tree = self.place_tree(&staged, &listing.hash)?;
         match self.record_version(&manifest, &listing, &contract_hash, source) {
             Ok(seq) => Ok(InstallOutcome {
