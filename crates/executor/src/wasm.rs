@@ -591,3 +591,24 @@ fn enforcement_report(
         timings: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_beneath_their_base_refuse_symlinks_and_dot_dot() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let base = dir.path();
+        fs::create_dir_all(base.join("a/b")).expect("mkdir");
+        fs::create_dir_all(base.join("outside")).expect("mkdir");
+        std::os::unix::fs::symlink(base.join("outside"), base.join("a/link")).expect("symlink");
+        // Positive controls: the base itself and a plain subdirectory.
+        assert_eq!(beneath_without_symlinks(base, "").as_deref(), Ok(base));
+        assert_eq!(beneath_without_symlinks(base, "a/b"), Ok(base.join("a/b")));
+        assert!(beneath_without_symlinks(base, "a/link").is_err());
+        assert!(beneath_without_symlinks(base, "a/link/x").is_err());
+        assert!(beneath_without_symlinks(base, "a/../outside").is_err());
+        assert!(beneath_without_symlinks(base, "missing").is_err());
+    }
+}

@@ -89,7 +89,17 @@ impl Contract {
         if let Some(r) = self.runtime {
             out.push(format!("with the {} runtime", r.as_str()));
         }
-        out.push("reads its own folder (read-only) and a private scratch dir".to_owned());
+        let wasm = self.runtime == Some(Runtime::Wasm)
+            || (self.runtime.is_none()
+                && self
+                    .entry
+                    .as_deref()
+                    .is_some_and(|e| e.ends_with(".wasm") || e.ends_with(".wat")));
+        if wasm {
+            out.push("runs in the WASM cell: reads its own folder (read-only)".to_owned());
+        } else {
+            out.push("reads its own folder (read-only) and a private scratch dir".to_owned());
+        }
         for g in &self.fs {
             let what = match g.access {
                 Access::Read => "reads",
@@ -117,7 +127,9 @@ impl Contract {
             let names: Vec<&str> = self.env.iter().map(|e| e.0.as_str()).collect();
             out.push(format!("sees the caller's {}", names.join(", ")));
         }
-        if self.exec.is_empty() {
+        if wasm {
+            out.push("starts no program".to_owned());
+        } else if self.exec.is_empty() {
             out.push("starts no program but its interpreter".to_owned());
         } else {
             let exes: Vec<String> = self.exec.iter().map(ToString::to_string).collect();
