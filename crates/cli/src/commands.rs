@@ -678,11 +678,57 @@ fn egress_check(home: Option<&skillcell_store::Home>) -> doctor::Check {
     }
 }
 
+/// The WASM cell: an engine as runs make it, and a module run under it.
+fn wasm_check() -> doctor::Check {
+    let meaning = "WASM skills run in-process in wasmtime with the pooling allocator, which reserves address space for its instance slots";
+    let started = std::time::Instant::now();
+    let probe = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+    let result = skillcell_wasm::WasmEngine::new().and_then(|engine| {
+        let module = engine.compile(probe.as_bytes())?;
+        let linked = engine.link(&module, skillcell_wasm::Grants::default())?;
+        engine.run(
+            &linked,
+            &skillcell_wasm::WasmSpec::default(),
+            std::sync::Arc::new(skillcell_wasm::NoHost),
+        )
+    });
+    match result {
+        Ok(r) if r.outcome == (skillcell_wasm::WasmOutcome::Exited { code: 0 }) => doctor::Check {
+            id: "wasm",
+            status: Status::Ok,
+            found: format!(
+                "engine made, a module compiled and run in {} ms",
+                started.elapsed().as_millis()
+            ),
+            meaning,
+            fix: None,
+        },
+        Ok(r) => doctor::Check {
+            id: "wasm",
+            status: Status::Fail,
+            found: format!("the probe module ended with {:?}", r.outcome),
+            meaning,
+            fix: None,
+        },
+        Err(e) => doctor::Check {
+            id: "wasm",
+            status: Status::Fail,
+            found: e.to_string(),
+            meaning,
+            fix: Some(
+                "WASM skills cannot run; check `ulimit -v` (the pool reserves virtual memory) and vm.overcommit settings".into(),
+            ),
+        },
+    }
+}
+
 fn doctor(home: Option<&skillcell_store::Home>, json: bool) -> Result<u8, Failure> {
     let mut report = doctor::run();
     report.checks.push(egress_check(home));
     // Single-threaded here, as a cell launch requires.
     report.checks.push(cell_check());
+    // After the cell check: the engine starts threads.
+    report.checks.push(wasm_check());
     let code = if report.worst() == Status::Fail {
         exit::ENVIRONMENT
     } else {
