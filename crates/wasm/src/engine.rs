@@ -162,6 +162,11 @@ impl WasmEngine {
     /// Compiles a `.wasm` binary or `.wat` text: its size first, at most [`MAX_COMPILE`] of
     /// compile time, then its imports and entry ([`check_module`](Self::check_module)).
     pub fn compile(&self, bytes: &[u8]) -> Result<Module, WasmError> {
+        self.compile_within(bytes, MAX_COMPILE)
+    }
+
+    /// As [`compile`](Self::compile), with another compile-time cap.
+    pub fn compile_within(&self, bytes: &[u8], cap: Duration) -> Result<Module, WasmError> {
         if bytes.len() > MAX_MODULE_BYTES {
             return Err(WasmError::TooLarge { size: bytes.len() });
         }
@@ -175,9 +180,13 @@ impl WasmEngine {
             })
             .map_err(|e| WasmError::Setup(format!("compile thread: {e}")))?;
         // On time-out the thread is left to finish on its own; its result is dropped.
-        let module = match rx.recv_timeout(MAX_COMPILE) {
+        let module = match rx.recv_timeout(cap) {
             Ok(m) => m.map_err(|e| WasmError::Compile(format!("{e:#}")))?,
-            Err(mpsc::RecvTimeoutError::Timeout) => return Err(WasmError::CompileTimeout),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(WasmError::CompileTimeout {
+                    secs: cap.as_secs_f64(),
+                });
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(WasmError::Compile("the compiler stopped".into()));
             }

@@ -153,8 +153,8 @@ pub enum WasmError {
     TooLarge { size: usize },
     #[error("the module does not compile: {0}")]
     Compile(String),
-    #[error("the module took longer than {} s to compile", MAX_COMPILE.as_secs())]
-    CompileTimeout,
+    #[error("the module took longer than {secs} s to compile")]
+    CompileTimeout { secs: f64 },
     #[error(
         "the module imports {module}::{name}; a WASM skill may import WASI preview 1 (`wasi_snapshot_preview1`) and skillcell's host functions (`skillcell`) only"
     )]
@@ -179,7 +179,7 @@ impl WasmError {
         match self {
             Self::TooLarge { .. } => "module_too_large",
             Self::Compile(_) => "module_invalid",
-            Self::CompileTimeout => "compile_timeout",
+            Self::CompileTimeout { .. } => "compile_timeout",
             Self::Import { .. } => "import_unknown",
             Self::NotGranted { .. } => "import_not_granted",
             Self::Link(_) => "link_failed",

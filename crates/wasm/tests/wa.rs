@@ -473,3 +473,30 @@ fn an_artifact_loads_only_with_the_digest_recorded_for_it() {
         Err(WasmError::Artifact(_))
     ));
 }
+
+/// A compile bomb: a module just under the size cap whose functions are each as large as
+/// wasmtime allows, so compiling it takes real time. With a tight compile-time cap it is
+/// refused (and the host carries on: the next module compiles and runs); with the real cap
+/// it is either compiled or refused, never a hang.
+#[test]
+fn a_compile_bomb_is_cut_by_the_compile_time_cap() {
+    let engine = WasmEngine::new().expect("engine");
+    // 64 functions of 14 000 `local.get 0 drop` each: ~15 MiB of text.
+    let body = "local.get 0 drop ".repeat(14_000);
+    let mut wat = String::from("(module (memory (export \"memory\") 1)");
+    for _ in 0..64 {
+        wat.push_str(&format!("(func (param i32) {body})"));
+    }
+    wat.push_str("(func (export \"_start\")))");
+    assert!(wat.len() <= MAX_MODULE_BYTES, "{}", wat.len());
+    let started = std::time::Instant::now();
+    let cut = engine.compile_within(wat.as_bytes(), std::time::Duration::from_millis(50));
+    assert!(
+        matches!(cut, Err(WasmError::CompileTimeout { .. })),
+        "{:?}",
+        cut.map(|_| ())
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // The host is unaffected: another module compiles and runs.
+    assert_eq!(run(HELLO, spec()).stdout, b"hello from wasm\n");
+}
