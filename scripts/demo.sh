@@ -23,6 +23,8 @@ sc lint "$skill"
 sc install "$skill"
 sc install examples/skills/json-stats
 sc install examples/skills/workspace-notes
+# A Rust tool compiled to wasm32-wasip1: compiled once more, for this engine, at install.
+sc install examples/skills/wasm-wordcount
 sc list
 sc show weather-forecast
 sc run json-stats --input '{"values": [3, 1, 4, 1, 5, 9, 2, 6]}'
@@ -31,6 +33,9 @@ mkdir -p "$workspace"
 sc run workspace-notes --workspace "$workspace" -- add "Ran a skill in a cell"
 sc run workspace-notes --workspace "$workspace" -- list --last 3
 sc run json-stats --json --input '{"values": [1, 2]}' | head -c 600; echo " …"
+# In-process in the WASM cell: the input is written straight into the module's memory.
+sc run wasm-wordcount --input '"the bytes that run are the bytes that were approved"'
+echo
 # Its only way out is the egress proxy, which allows api.open-meteo.com:443 and nothing else
 # (without internet access the proxy reports that the name could not be resolved).
 sc run weather-forecast -- --lat 52.52 --lon 13.41 --days 2 || true
