@@ -15,3 +15,4 @@ mod pr;
 mod review;
 mod rs;
 mod st;
+mod wasm;
