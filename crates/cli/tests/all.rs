@@ -232,11 +232,15 @@ fn doctor_exit_code_matches_its_checks() {
         .iter()
         .filter_map(|c| c["status"].as_str())
         .collect();
-    assert_eq!(statuses.len(), 8);
-    // The last check runs a real cell; on the machines the tests run on it must pass.
+    assert_eq!(statuses.len(), 9);
+    // The last two run a real cell and a module in the WASM cell; on the machines the tests
+    // run on they must pass.
     let cell = &v["checks"][7];
     assert_eq!(cell["id"], "cell");
     assert_eq!(cell["status"], "ok", "{cell}");
+    let wasm = &v["checks"][8];
+    assert_eq!(wasm["id"], "wasm");
+    assert_eq!(wasm["status"], "ok", "{wasm}");
     let want = if statuses.contains(&"fail") { 6 } else { 0 };
     assert_eq!(rc, want, "{v}");
     assert!(
