@@ -52,7 +52,7 @@ pub fn cell_kind(home: &Home, request: &run::RunRequest) -> CellKind {
         return CellKind::Native;
     };
     let dir = home.tree_dir(&version.tree_hash);
-    match wasm::wasm_write_paths(&dir, &version.contract, request) {
+    match wasm::wasm_write_paths(&dir, &version.contract, request, home.root()) {
         Some(writable) => CellKind::Wasm { writable },
         None => CellKind::Native,
     }

@@ -131,14 +131,19 @@ pub fn wasm_write_paths(
     skill_dir: &Path,
     contract: &Contract,
     request: &RunRequest,
+    data_dir: &Path,
 ) -> Option<Vec<PathBuf>> {
     let (_, runtime) = crate::run::choose_script(skill_dir, contract, request).ok()?;
     if runtime != Runtime::Wasm {
         return None;
     }
+    // Grants the run would refuse (over the data dir, say) stay read-only here too.
     let Ok((mounts, _)) = grant_mounts(contract, &request.placeholders) else {
         return Some(Vec::new());
     };
+    if check_grants(&mounts, data_dir).is_err() {
+        return Some(Vec::new());
+    }
     Some(
         mounts
             .iter()
