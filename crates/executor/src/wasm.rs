@@ -81,6 +81,25 @@ pub fn plan_wasm(
             writable: *writable,
         });
     }
+    // Each preopen is a capability of its own: a read-only grant nested in a write grant would
+    // still be writable through the parent (a native cell mounts the child read-only on top).
+    for child in preopens
+        .iter()
+        .filter(|p| !p.writable && p.guest != SKILL_DIR)
+    {
+        if let Some(parent) = preopens
+            .iter()
+            .find(|p| p.writable && child.guest.starts_with(&format!("{}/", p.guest)))
+        {
+            return Err(PlanError::BadGrant {
+                grant: child.guest.clone(),
+                why: format!(
+                    "a read-only grant inside the write grant {} cannot be held read-only in the WASM cell; make it a write grant or grant a directory outside it",
+                    parent.guest
+                ),
+            });
+        }
+    }
     let mut env = placeholder_env;
     for name in &contract.env {
         if let Some((_, v)) = request
@@ -289,6 +308,17 @@ impl Executor {
             Ok(s) => s,
             Err(e) => return Err(self.refuse_run(request, resolved, &run_id, &e)?),
         };
+        // Before any thread starts (the engine's epoch ticker, the proxy), so that none of them
+        // takes a SIGINT meant for the run.
+        if let Err(e) = skillcell_sandbox_linux::block_interrupts() {
+            self.audit_event(
+                Event::new(self.actor(), "run", Decision::Deny, e.to_string())
+                    .skill(&request.name)
+                    .version(resolved.version.tree_hash)
+                    .details(serde_json::json!({ "code": "cell_failed", "run": run_id })),
+            )?;
+            return Err(e.into());
+        }
         let engine = match WasmEngine::new() {
             Ok(e) => e,
             Err(e) => return Err(self.refuse_run(request, resolved, &run_id, &e)?),
@@ -318,7 +348,6 @@ impl Executor {
         };
         let t_linked = started.elapsed();
         let egress = if grants.network {
-            skillcell_sandbox_linux::block_interrupts()?;
             let subject = Subject {
                 actor: self.actor(),
                 skill: &request.name,
