@@ -150,6 +150,11 @@ async fn serve(fd: OwnedFd, shared: Arc<Shared>, mut stop: watch::Receiver<bool>
     }
     drop(listener);
     // The cell is gone: give tunnels and responses a moment to finish, then stop.
+    drain(&shared).await;
+}
+
+/// Gives open tunnels and responses [`FINISH_GRACE`] to finish once no client can come.
+async fn drain(shared: &Shared) {
     let _ = tokio::time::timeout(FINISH_GRACE, async {
         while shared.open.load(Ordering::Acquire) > 0 {
             shared.idle.notified().await;
@@ -191,12 +196,7 @@ async fn serve_streams(
             drop(permit);
         });
     }
-    let _ = tokio::time::timeout(FINISH_GRACE, async {
-        while shared.open.load(Ordering::Acquire) > 0 {
-            shared.idle.notified().await;
-        }
-    })
-    .await;
+    drain(&shared).await;
 }
 
 async fn serve_client<S>(stream: S, shared: Arc<Shared>)

@@ -119,6 +119,21 @@ pub(crate) trait RefusalCode: std::fmt::Display {
     fn code(&self) -> &'static str;
 }
 
+/// A refusal made of a stable code and a sentence.
+pub(crate) struct Refusal(pub &'static str, pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl RefusalCode for Refusal {
+    fn code(&self) -> &'static str {
+        self.0
+    }
+}
+
 impl RefusalCode for PlanError {
     fn code(&self) -> &'static str {
         PlanError::code(self)
@@ -647,19 +662,8 @@ impl Executor {
         let (egress, listener_to) = match RunEgress::start(self.home(), &contract, subject) {
             Ok(x) => x,
             Err(reason) => {
-                self.audit_event(
-                    Event::new(self.actor(), "run", Decision::Deny, reason.clone())
-                        .skill(&request.name)
-                        .version(resolved.version.tree_hash)
-                        .details(
-                            serde_json::json!({ "code": "egress_unavailable", "run": run_id }),
-                        ),
-                )?;
-                return Err(ExecError::Refused {
-                    name: request.name.clone(),
-                    code: "egress_unavailable",
-                    reason,
-                });
+                let refusal = Refusal("egress_unavailable", reason);
+                return Err(self.refuse_run(request, &resolved, &run_id, &refusal)?);
             }
         };
         let mut cell = cell;

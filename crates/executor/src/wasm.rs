@@ -357,19 +357,8 @@ impl Executor {
             match RunEgress::start_in_process(self.home(), contract, subject) {
                 Ok(x) => Some(x),
                 Err(reason) => {
-                    self.audit_event(
-                        Event::new(self.actor(), "run", Decision::Deny, reason.clone())
-                            .skill(&request.name)
-                            .version(resolved.version.tree_hash)
-                            .details(
-                                serde_json::json!({ "code": "egress_unavailable", "run": run_id }),
-                            ),
-                    )?;
-                    return Err(ExecError::Refused {
-                        name: request.name.clone(),
-                        code: "egress_unavailable",
-                        reason,
-                    });
+                    let refusal = crate::run::Refusal("egress_unavailable", reason);
+                    return Err(self.refuse_run(request, resolved, &run_id, &refusal)?);
                 }
             }
         } else {
