@@ -140,16 +140,19 @@ pub fn run(home: &Home, args: &RunArgs<'_>, json: bool) -> Result<u8, Failure> {
     };
     // A native cell is prepared before anything else can start a thread, and before Landlock;
     // a WASM run needs none, but the executor must keep its write grants writable.
-    let (cell, writable, removable) = match skillcell_executor::cell_kind(home, &request) {
-        CellKind::Wasm { writable } => (None, writable, Vec::new()),
+    let (cell, writable, grants, removable) = match skillcell_executor::cell_kind(home, &request) {
+        CellKind::Wasm { writable } => (None, Vec::new(), writable, Vec::new()),
         CellKind::Native => {
             let cell = PreparedCell::prepare()
                 .map_err(|e| Failure::new(code::CELL_FAILED, "cell_failed", e.to_string()))?;
             let (w, r) = (cell.writable_paths(), cell.removable_in());
-            (Some(cell), w, r)
+            (Some(cell), w, Vec::new(), r)
         }
     };
-    let exec = Executor::enter_with(home.clone(), &writable, &removable).map_err(exec_failure)?;
+    let exec =
+        Executor::enter_with(home.clone(), &writable, &grants, &removable).map_err(exec_failure)?;
+    // The executor's Landlock holds the directories now; the run opens its grants afresh.
+    drop(grants);
     let outcome = if json {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let o = exec

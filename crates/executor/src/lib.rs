@@ -26,18 +26,20 @@ use std::time::Instant;
 
 use serde::Serialize;
 use skillcell_audit::{Actor, AuditError, AuditLog, Event, Role};
+use skillcell_sandbox_linux::grant::GrantFd;
 use skillcell_sandbox_linux::{LandlockError, LandlockReport, restrict_writes};
 use skillcell_store::{Home, RegistryError, RegistryReader, VersionRecord, tree};
 use skillcell_types::{Decision, Digest, VersionState};
 
 /// Which cell a run will need, decided before the executor restricts itself (a native cell
 /// must be prepared first; a WASM run writes its write grants from this process).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CellKind {
     Native,
-    /// In-process, writing through these host directories.
+    /// In-process, writing through these host directories (held open: the executor's Landlock
+    /// rules are built on them, not on paths a concurrent run could swap).
     Wasm {
-        writable: Vec<PathBuf>,
+        writable: Vec<GrantFd>,
     },
 }
 
@@ -52,7 +54,7 @@ pub fn cell_kind(home: &Home, request: &run::RunRequest) -> CellKind {
         return CellKind::Native;
     };
     let dir = home.tree_dir(&version.tree_hash);
-    match wasm::wasm_write_paths(&dir, &version.contract, request, home.root()) {
+    match wasm::wasm_write_grants(&dir, &version.contract, request, home.root()) {
         Some(writable) => CellKind::Wasm { writable },
         None => CellKind::Native,
     }
@@ -111,15 +113,17 @@ impl Executor {
     /// it starts) to writing only those two dirs. Call it while single-threaded; fails closed
     /// if Landlock is unavailable.
     pub fn enter(home: Home) -> Result<Self, ExecError> {
-        Self::enter_with(home, &[], &[])
+        Self::enter_with(home, &[], &[], &[])
     }
 
-    /// As [`enter`](Self::enter), keeping `also_writable` writable too, and directories
-    /// removable beneath `removable_in`: the cgroup directories of a prepared cell, which the
-    /// executor must still set limits in, and their parents, where it removes them.
+    /// As [`enter`](Self::enter), keeping `also_writable` and the open `writable_grants`
+    /// writable too (a WASM run's write grants, see [`cell_kind`]), and directories removable
+    /// beneath `removable_in`: the cgroup directories of a prepared cell, which the executor
+    /// must still set limits in, and their parents, where it removes them.
     pub fn enter_with(
         home: Home,
         also_writable: &[PathBuf],
+        writable_grants: &[GrantFd],
         removable_in: &[PathBuf],
     ) -> Result<Self, ExecError> {
         let run = home.run_dir();
@@ -133,7 +137,8 @@ impl Executor {
         let mut writable: Vec<&std::path::Path> = vec![&run, &audit_dir];
         writable.extend(also_writable.iter().map(PathBuf::as_path));
         let remove: Vec<&std::path::Path> = removable_in.iter().map(PathBuf::as_path).collect();
-        let landlock = restrict_writes(&writable, &remove)?;
+        let grants: Vec<&GrantFd> = writable_grants.iter().collect();
+        let landlock = restrict_writes(&writable, &grants, &remove)?;
         let registry = RegistryReader::open(&home.registry_db())?;
         let audit = AuditLog::new(audit_dir);
         Ok(Self {

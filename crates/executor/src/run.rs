@@ -474,21 +474,27 @@ pub(crate) fn check_grants(grants: &[Mount], data_dir: &Path) -> Result<(), Plan
         };
         let joined = base.join(rest);
         let host = fs::canonicalize(&joined).unwrap_or(joined);
-        let how = if data.starts_with(&host) {
-            "contains"
-        } else if host.starts_with(&data) {
-            "lies inside"
-        } else {
-            continue;
-        };
-        return Err(PlanError::GrantCoversDataDir {
-            grant: g.target.clone(),
-            path: host,
-            how,
-            data,
-        });
+        check_grant_host(&g.target, host, &data)?;
     }
     Ok(())
+}
+
+/// Refuses a grant whose (canonical) host path `host` contains or lies inside the
+/// (canonical) data dir.
+pub(crate) fn check_grant_host(target: &str, host: PathBuf, data: &Path) -> Result<(), PlanError> {
+    let how = if data.starts_with(&host) {
+        "contains"
+    } else if host.starts_with(data) {
+        "lies inside"
+    } else {
+        return Ok(());
+    };
+    Err(PlanError::GrantCoversDataDir {
+        grant: target.to_owned(),
+        path: host,
+        how,
+        data: data.to_path_buf(),
+    })
 }
 
 /// Environment variables as name/value pairs.

@@ -7,15 +7,17 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use skillcell_audit::Event;
 use skillcell_egress::{Connector, EgressSummary, FetchFailure};
 use skillcell_sandbox::{
-    CgroupReport, Denial, EnforcementReport, Layer, LimitHit, MountKind, Outcome, SKILL_DIR, Usage,
+    CgroupReport, Denial, EnforcementReport, Layer, LimitHit, Mount, MountKind, Outcome, SKILL_DIR,
+    Usage,
 };
+use skillcell_sandbox_linux::grant::GrantFd;
 use skillcell_types::{Contract, Decision, Digest, Runtime};
 use skillcell_wasm::Module;
 use skillcell_wasm::host::BoxFuture;
@@ -25,7 +27,7 @@ use skillcell_wasm::{
 };
 
 use crate::egress::{RunEgress, Subject};
-use crate::run::{PlanError, RunOutcome, RunRequest, cell_limits, check_grants, grant_mounts};
+use crate::run::{PlanError, RunOutcome, RunRequest, cell_limits, check_grant_host, grant_mounts};
 use crate::{ExecError, Executor, Resolved};
 
 /// Fuel per millisecond of `skillcell.limits: cpu`: about a million wasm instructions, a
@@ -46,8 +48,9 @@ fn wasm_limits(contract: &Contract) -> WasmLimits {
 }
 
 /// Preopens, environment and limits for `request`. The skill's folder is preopened read-only
-/// at `/skill`; each fs grant at the path a native cell would mount it, after checking that no
-/// component beneath the grant's base is a symlink.
+/// at `/skill`; each fs grant at the path a native cell would mount it, as the directory
+/// [`open_grant_dir`] opened: no symlink on the way, and the same directory whatever its path
+/// leads to by the time the guest starts.
 pub fn plan_wasm(
     resolved: &Resolved,
     contract: &Contract,
@@ -56,50 +59,13 @@ pub fn plan_wasm(
     script: &str,
 ) -> Result<WasmSpec, PlanError> {
     let (mounts, placeholder_env) = grant_mounts(contract, &request.placeholders)?;
-    check_grants(&mounts, data_dir)?;
     let mut preopens = vec![Preopen {
         host: resolved.dir.clone(),
+        fd: None,
         guest: SKILL_DIR.into(),
         writable: false,
     }];
-    for m in &mounts {
-        let MountKind::Grant {
-            base,
-            rest,
-            writable,
-        } = &m.kind
-        else {
-            continue;
-        };
-        let host = beneath_without_symlinks(base, rest).map_err(|why| PlanError::BadGrant {
-            grant: m.target.clone(),
-            why,
-        })?;
-        preopens.push(Preopen {
-            host,
-            guest: m.target.clone(),
-            writable: *writable,
-        });
-    }
-    // Each preopen is a capability of its own: a read-only grant nested in a write grant would
-    // still be writable through the parent (a native cell mounts the child read-only on top).
-    for child in preopens
-        .iter()
-        .filter(|p| !p.writable && p.guest != SKILL_DIR)
-    {
-        if let Some(parent) = preopens
-            .iter()
-            .find(|p| p.writable && child.guest.starts_with(&format!("{}/", p.guest)))
-        {
-            return Err(PlanError::BadGrant {
-                grant: child.guest.clone(),
-                why: format!(
-                    "a read-only grant inside the write grant {} cannot be held read-only in the WASM cell; make it a write grant or grant a directory outside it",
-                    parent.guest
-                ),
-            });
-        }
-    }
+    preopens.extend(grant_preopens(&mounts, data_dir)?);
     let mut env = placeholder_env;
     for name in &contract.env {
         if let Some((_, v)) = request
@@ -122,60 +88,106 @@ pub fn plan_wasm(
     })
 }
 
-/// `base/rest` when it is a directory reached without any symlink beneath `base` (a link
-/// planted by an earlier run cannot redirect a grant).
-fn beneath_without_symlinks(base: &Path, rest: &str) -> Result<PathBuf, String> {
-    let mut path = base.to_path_buf();
-    for c in Path::new(rest).components() {
-        match c {
-            Component::Normal(p) => path.push(p),
-            Component::CurDir => continue,
-            _ => return Err("the grant path must be a plain relative path".into()),
-        }
-        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.file_type().is_symlink() {
-            return Err(format!("{} is a symlink", path.display()));
+/// A preopen per fs grant in `mounts`, each the directory [`open_grant_dir`] opened.
+fn grant_preopens(mounts: &[Mount], data_dir: &Path) -> Result<Vec<Preopen>, PlanError> {
+    let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let mut preopens = Vec::new();
+    for m in mounts {
+        let MountKind::Grant {
+            base,
+            rest,
+            writable,
+        } = &m.kind
+        else {
+            continue;
+        };
+        let grant = open_grant_dir(&m.target, base, rest, &data)?;
+        preopens.push(Preopen {
+            host: grant.shown().to_path_buf(),
+            fd: Some(Arc::new(grant.into_fd())),
+            guest: m.target.clone(),
+            writable: *writable,
+        });
+    }
+    // Each preopen is a capability of its own: a read-only grant nested in a write grant would
+    // still be writable through the parent (a native cell mounts the child read-only on top).
+    for child in preopens.iter().filter(|p| !p.writable) {
+        if let Some(parent) = preopens
+            .iter()
+            .find(|p| p.writable && child.guest.starts_with(&format!("{}/", p.guest)))
+        {
+            return Err(PlanError::BadGrant {
+                grant: child.guest.clone(),
+                why: format!(
+                    "a read-only grant inside the write grant {} cannot be held read-only in the WASM cell; make it a write grant or grant a directory outside it",
+                    parent.guest
+                ),
+            });
         }
     }
-    if !fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(format!("{} is not a directory", path.display()));
-    }
-    Ok(path)
+    Ok(preopens)
 }
 
-/// The host paths a WASM run of `request` would write through (its write grants), for the
-/// executor's own Landlock: `None` when the run is not a WASM run (or cannot be planned, in
-/// which case the run itself reports why).
-pub fn wasm_write_paths(
+/// Opens the grant `base/rest` for `target` (refusing symlinks beneath and on `base`, see
+/// [`GrantFd`]), and refuses it unless it is a directory away from the data dir `data`
+/// (canonical), judged by where the opened directory really is.
+fn open_grant_dir(
+    target: &str,
+    base: &Path,
+    rest: &str,
+    data: &Path,
+) -> Result<GrantFd, PlanError> {
+    let bad = |why: String| PlanError::BadGrant {
+        grant: target.to_owned(),
+        why,
+    };
+    let grant = GrantFd::open(base, rest).map_err(|e| bad(e.to_string()))?;
+    if !grant.is_dir().map_err(|e| bad(e.to_string()))? {
+        return Err(bad(format!(
+            "{} is not a directory",
+            grant.shown().display()
+        )));
+    }
+    let real = grant
+        .real_path()
+        .map_err(|e| bad(format!("where is {}: {e}", grant.shown().display())))?;
+    check_grant_host(target, real, data)?;
+    Ok(grant)
+}
+
+/// The write grants a WASM run of `request` would write through, opened, for the executor's
+/// own Landlock: `None` when the run is not a WASM run. Grants the run would refuse (a
+/// symlink on the way, over the data dir) are left out: the run reports them.
+pub fn wasm_write_grants(
     skill_dir: &Path,
     contract: &Contract,
     request: &RunRequest,
     data_dir: &Path,
-) -> Option<Vec<PathBuf>> {
+) -> Option<Vec<GrantFd>> {
     let (_, runtime) = crate::run::choose_script(skill_dir, contract, request).ok()?;
     if runtime != Runtime::Wasm {
         return None;
     }
-    // Grants the run would refuse (over the data dir, say) stay read-only here too.
     let Ok((mounts, _)) = grant_mounts(contract, &request.placeholders) else {
         return Some(Vec::new());
     };
-    if check_grants(&mounts, data_dir).is_err() {
-        return Some(Vec::new());
+    let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let mut grants = Vec::new();
+    for m in &mounts {
+        if let MountKind::Grant {
+            base,
+            rest,
+            writable: true,
+        } = &m.kind
+        {
+            match open_grant_dir(&m.target, base, rest, &data) {
+                Ok(g) => grants.push(g),
+                // One refused grant refuses the run: nothing is kept writable for it.
+                Err(_) => return Some(Vec::new()),
+            }
+        }
     }
-    Some(
-        mounts
-            .iter()
-            .filter_map(|m| match &m.kind {
-                MountKind::Grant {
-                    base,
-                    rest,
-                    writable: true,
-                } => beneath_without_symlinks(base, rest).ok(),
-                _ => None,
-            })
-            .collect(),
-    )
+    Some(grants)
 }
 
 /// What the guest's host functions do in a run: logs kept for the audit trail, fetches sent
@@ -618,20 +630,102 @@ fn enforcement_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skillcell_wasm::{NoHost, WasmLimits};
+
+    /// Creates `made` in the first preopen (fd 3); exits 100 + errno on failure.
+    const CREATE: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "made")
+  (func (export "_start") (local $e i32)
+    (local.set $e (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 4)
+      (i32.const 1) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200)))
+    (if (local.get $e) (then (call $exit (i32.add (i32.const 100) (local.get $e)))))))"#;
+
+    fn grant(base: &Path, rest: &str, writable: bool) -> Mount {
+        Mount {
+            target: format!("/mnt/{rest}"),
+            kind: MountKind::Grant {
+                base: base.to_path_buf(),
+                rest: rest.into(),
+                writable,
+            },
+        }
+    }
+
+    /// The check-then-open race: a grant checked at planning, then swapped for a symlink by a
+    /// concurrent run before the guest starts, must still be the directory that was checked.
+    #[test]
+    fn a_grant_swapped_for_a_symlink_after_planning_stays_the_checked_directory() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().canonicalize().expect("canonical");
+        let (ws, outside, data) = (root.join("ws"), root.join("outside"), root.join("data"));
+        for d in [ws.join("sub"), outside.clone(), data.clone()] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        let preopens = grant_preopens(&[grant(&ws, "sub", true)], &data).expect("planned");
+        fs::rename(ws.join("sub"), ws.join("moved")).expect("rename");
+        std::os::unix::fs::symlink(&outside, ws.join("sub")).expect("plant");
+
+        let engine = WasmEngine::new().expect("engine");
+        let module = engine.compile(CREATE.as_bytes()).expect("compiles");
+        let linked = engine.link(&module, Grants::default()).expect("links");
+        let spec = WasmSpec {
+            args: vec!["skill.wasm".into()],
+            preopens,
+            limits: WasmLimits::default(),
+            ..WasmSpec::default()
+        };
+        let report = engine.run(&linked, &spec, Arc::new(NoHost)).expect("runs");
+        assert_eq!(
+            report.outcome,
+            WasmOutcome::Exited { code: 0 },
+            "{report:?}"
+        );
+        assert!(
+            ws.join("moved/made").exists(),
+            "the checked directory took the file"
+        );
+        assert!(
+            !outside.join("made").exists(),
+            "the planted symlink redirected the grant"
+        );
+        // Planted before planning, the same link is refused outright.
+        let err = grant_preopens(&[grant(&ws, "sub", true)], &data).expect_err("refused");
+        assert!(matches!(err, PlanError::BadGrant { .. }), "{err:?}");
+    }
 
     #[test]
-    fn grants_beneath_their_base_refuse_symlinks_and_dot_dot() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let base = dir.path();
-        fs::create_dir_all(base.join("a/b")).expect("mkdir");
-        fs::create_dir_all(base.join("outside")).expect("mkdir");
-        std::os::unix::fs::symlink(base.join("outside"), base.join("a/link")).expect("symlink");
-        // Positive controls: the base itself and a plain subdirectory.
-        assert_eq!(beneath_without_symlinks(base, "").as_deref(), Ok(base));
-        assert_eq!(beneath_without_symlinks(base, "a/b"), Ok(base.join("a/b")));
-        assert!(beneath_without_symlinks(base, "a/link").is_err());
-        assert!(beneath_without_symlinks(base, "a/link/x").is_err());
-        assert!(beneath_without_symlinks(base, "a/../outside").is_err());
-        assert!(beneath_without_symlinks(base, "missing").is_err());
+    fn grants_over_the_data_dir_or_not_directories_are_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().canonicalize().expect("canonical");
+        let data = root.join("data");
+        fs::create_dir_all(data.join("audit")).expect("mkdir");
+        fs::create_dir_all(root.join("ws/ok")).expect("mkdir");
+        fs::write(root.join("ws/file"), "x").expect("file");
+        // Positive control.
+        assert_eq!(
+            grant_preopens(&[grant(&root.join("ws"), "ok", false)], &data)
+                .expect("planned")
+                .len(),
+            1
+        );
+        for (base, rest) in [
+            (&root, "data/audit"),
+            (&root, ""),
+            (&root.join("ws"), "file"),
+        ] {
+            assert!(
+                grant_preopens(&[grant(base, rest, true)], &data).is_err(),
+                "{base:?} {rest}"
+            );
+        }
+        // A read-only grant inside a write grant would be writable through the parent.
+        let nested = [grant(&root, "ws", true), grant(&root, "ws/ok", false)];
+        assert!(matches!(
+            grant_preopens(&nested, &data),
+            Err(PlanError::BadGrant { .. })
+        ));
     }
 }

@@ -2,11 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
+use std::os::fd::AsFd;
+
 use landlock::{
-    ABI, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    ABI, AccessFs, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetStatus, path_beneath_rules,
 };
 use serde::Serialize;
+
+use crate::grant::GrantFd;
 
 /// The ABI whose write rights we ask for. Older kernels get what they support, and the report
 /// says so; a kernel without Landlock is refused.
@@ -41,13 +45,15 @@ pub enum LandlockError {
 
 /// Restricts the calling thread, and every process it starts afterwards, so that it can write
 /// (create, write, truncate, rename, link, remove, make devices or sockets) only beneath
-/// `writable` and on `/dev/null`, and remove directories beneath `remove_in` (nothing else
-/// there). Reading and executing stay as they were.
+/// `writable`, beneath the open grants `writable_grants` (the directories they hold, whatever
+/// their paths lead to by now) and on `/dev/null`, and remove directories beneath `remove_in`
+/// (nothing else there). Reading and executing stay as they were.
 ///
 /// Landlock binds the calling thread only: call this while the process is single-threaded.
 /// Note that a Landlock-restricted thread can no longer mount or pivot_root.
 pub fn restrict_writes(
     writable: &[&Path],
+    writable_grants: &[&GrantFd],
     remove_in: &[&Path],
 ) -> Result<LandlockReport, LandlockError> {
     let kernel_abi = crate::sys::landlock_abi().map_err(LandlockError::Unavailable)?;
@@ -71,6 +77,22 @@ pub fn restrict_writes(
                 .add_rule(rule.map_err(rule_err(dir))?)
                 .map_err(rule_err(dir))?;
         }
+    }
+    for grant in writable_grants {
+        let err = rule_err(grant.shown());
+        let is_dir = grant.is_dir().map_err(|e| LandlockError::Rule {
+            path: grant.shown().to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        // A file gets the rights that apply to files; the kernel refuses the others on it.
+        let access = if is_dir {
+            handled
+        } else {
+            handled & AccessFs::from_file(TARGET_ABI)
+        };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(grant.as_fd(), access))
+            .map_err(err)?;
     }
     for dir in remove_in {
         for rule in path_beneath_rules([dir], AccessFs::RemoveDir) {
@@ -96,6 +118,45 @@ pub fn restrict_writes(
     Ok(LandlockReport {
         status,
         kernel_abi,
-        writable: writable.iter().map(|p| p.to_path_buf()).collect(),
+        writable: writable
+            .iter()
+            .map(|p| p.to_path_buf())
+            .chain(writable_grants.iter().map(|g| g.shown().to_path_buf()))
+            .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// The rule is on the directory opened, not on its path: swapping the path for a symlink
+    /// to another directory after opening does not make that other directory writable.
+    #[test]
+    fn a_writable_grant_is_the_directory_opened() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().canonicalize().expect("canonical");
+        let (ws, canary) = (root.join("ws"), root.join("canary"));
+        fs::create_dir_all(ws.join("sub")).expect("mkdir");
+        fs::create_dir_all(&canary).expect("mkdir");
+        let grant = GrantFd::open(&ws, "sub").expect("open");
+        fs::rename(ws.join("sub"), ws.join("moved")).expect("rename");
+        std::os::unix::fs::symlink(&canary, ws.join("sub")).expect("plant");
+        // Landlock binds the calling thread only: restrict a thread of our own.
+        let (granted, planted) = std::thread::scope(|s| {
+            s.spawn(|| {
+                restrict_writes(&[], &[&grant], &[]).expect("Landlock (see skillcell doctor)");
+                (
+                    fs::write(ws.join("moved/in"), "x"),
+                    fs::write(ws.join("sub/in"), "x"),
+                )
+            })
+            .join()
+            .expect("thread")
+        });
+        granted.expect("the opened directory is writable");
+        assert!(planted.is_err(), "the planted link's target was writable");
+        assert!(!canary.join("in").exists());
+    }
 }

@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use skillcell_sandbox::{CellSpec, Mount, MountKind};
 
+use crate::grant::GrantFd;
 use crate::sys::cell::{self as sys, resolve};
 
 /// A launch step that failed: which one, and why.
@@ -340,40 +341,16 @@ impl CellSys for LinuxCell {
                 rest,
                 writable,
             } => {
-                let base_s = base.to_str().ok_or(StepError {
-                    step: STEP,
-                    message: format!("{} is not UTF-8", base.display()),
-                })?;
-                let base_fd = sys::openat2(
-                    libc::AT_FDCWD,
-                    base_s,
-                    libc::O_PATH as u64 | libc::O_DIRECTORY as u64,
-                    resolve::NO_LINKS,
-                )
-                .map_err(|e| StepError::io(STEP, format!("open grant base {base_s} (it must be a directory whose path contains no symlink)"), e))?;
-                let fd = if rest.is_empty() {
-                    base_fd
-                } else {
-                    sys::openat2(
-                        base_fd.as_raw_fd(),
-                        rest,
-                        libc::O_PATH as u64,
-                        resolve::BENEATH_NO_LINKS,
-                    )
-                    .map_err(|e| {
-                        StepError::io(
-                            STEP,
-                            format!("open {rest} beneath {base_s} (symlinks are refused)"),
-                            e,
-                        )
-                    })?
-                };
+                let grant =
+                    GrantFd::open(base, rest).map_err(|e| StepError::io(STEP, e.what, e.source))?;
+                let shown = grant.shown().display().to_string();
+                let fd = grant.into_fd();
                 let mut attrs =
                     sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
                 if !writable {
                     attrs |= sys::MOUNT_ATTR_RDONLY;
                 }
-                (fd, attrs, format!("{base_s}/{rest}"))
+                (fd, attrs, shown)
             }
             MountKind::Tmpfs { .. }
             | MountKind::File { .. }

@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod doctor;
+pub mod grant;
 pub mod landlock_cell;
 mod landlock_self;
 pub mod launch;

@@ -482,6 +482,7 @@ fn invocation(n: usize, warmup: usize) -> Res<()> {
     let spec_preopen = WasmSpec {
         preopens: vec![Preopen {
             host: skill_dir.path().to_path_buf(),
+            fd: None,
             guest: "/skill".into(),
             writable: false,
         }],

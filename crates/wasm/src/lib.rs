@@ -34,7 +34,9 @@ mod engine;
 pub mod host;
 mod run;
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -83,9 +85,13 @@ impl Default for WasmLimits {
 }
 
 /// A directory the guest sees.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Preopen {
+    /// The host directory: opened by this path, or, when `fd` is set, only shown.
     pub host: PathBuf,
+    /// The directory itself, opened by the caller (say, refusing symlinks). It is preopened
+    /// through `/proc/self/fd`, so a path swapped after the caller's checks cannot redirect it.
+    pub fd: Option<Arc<OwnedFd>>,
     /// The path the guest opens it by (`/mnt/workspace`).
     pub guest: String,
     pub writable: bool,

@@ -1,6 +1,8 @@
 //! One run: a fresh store, WASI from the spec, the entry called under every limit.
 
 use std::cell::RefCell;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -123,7 +125,11 @@ impl WasmEngine {
             } else {
                 FsPerms::ReadOnly
             };
-            wasi.preopened_dir(&p.host, &p.guest, perms)
+            let host = match &p.fd {
+                Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+                None => p.host.clone(),
+            };
+            wasi.preopened_dir(&host, &p.guest, perms)
                 .map_err(|e| WasmError::Setup(format!("preopen {}: {e:#}", p.host.display())))?;
         }
         let state = RunState {

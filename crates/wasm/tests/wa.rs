@@ -267,6 +267,7 @@ fn create_at(path: &str) -> String {
 fn preopen(host: &Path, writable: bool) -> Preopen {
     Preopen {
         host: host.to_path_buf(),
+        fd: None,
         guest: "/mnt/workspace".into(),
         writable,
     }
@@ -313,6 +314,46 @@ fn preopens_confine_traversal_symlinks_and_read_only_grants() {
     assert!(!ws.join("made-ro").exists());
 }
 
+/// A preopen given as a descriptor is that directory: swapping its path for a symlink after
+/// the caller opened it (a concurrent run planting a link) does not redirect the guest.
+#[test]
+fn a_preopen_by_descriptor_ignores_a_swapped_path() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (ws, outside, moved) = (
+        tmp.path().join("ws"),
+        tmp.path().join("outside"),
+        tmp.path().join("moved"),
+    );
+    fs::create_dir_all(&ws).expect("ws");
+    fs::create_dir_all(&outside).expect("outside");
+    let fd: std::os::fd::OwnedFd = fs::File::open(&ws).expect("open ws").into();
+    fs::rename(&ws, &moved).expect("rename");
+    std::os::unix::fs::symlink(&outside, &ws).expect("plant");
+    let by_fd = |fd| WasmSpec {
+        preopens: vec![Preopen {
+            host: ws.clone(),
+            fd,
+            guest: "/mnt/workspace".into(),
+            writable: true,
+        }],
+        ..spec()
+    };
+    let r = run(&create_at("made"), by_fd(Some(std::sync::Arc::new(fd))));
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    assert!(
+        moved.join("made").exists(),
+        "the opened directory took the file"
+    );
+    assert!(
+        !outside.join("made").exists(),
+        "the swapped path redirected the preopen"
+    );
+    // Control: by path, the same preopen follows the planted link.
+    let r = run(&create_at("by-path"), by_fd(None));
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    assert!(outside.join("by-path").exists());
+}
+
 /// Moving a file out of a read-only preopen into a writable one (then writing it there) would
 /// both change the read-only grant and launder its file: refused, the file stays.
 #[test]
@@ -334,11 +375,13 @@ fn a_file_cannot_move_from_a_read_only_preopen_to_a_writable_one() {
         preopens: vec![
             Preopen {
                 host: ro.clone(),
+                fd: None,
                 guest: "/mnt/ro".into(),
                 writable: false,
             },
             Preopen {
                 host: rw.clone(),
+                fd: None,
                 guest: "/mnt/rw".into(),
                 writable: true,
             },

@@ -826,6 +826,56 @@ fn workspace_grants_confine_the_module() {
     );
 }
 
+/// A read-only grant nested in a write grant would be writable through the parent preopen
+/// (one WASI capability each): the run is refused before the guest starts, with the grant
+/// named, and nothing is written under the read-only grant. Positive control: the same skill
+/// without the nested grant writes there.
+#[test]
+fn a_read_only_grant_inside_a_write_grant_is_refused() {
+    let lab = Lab::new();
+    let ws = lab.path("ws");
+    fs::create_dir_all(ws.join("ro")).expect("ro");
+    install_wasm(
+        &lab,
+        "nested",
+        &[
+            "skillcell.fs.write: $WORKSPACE",
+            "skillcell.fs.read: $WORKSPACE/ro",
+        ],
+        &creator(),
+    );
+    install_wasm(
+        &lab,
+        "flat",
+        &["skillcell.fs.write: $WORKSPACE"],
+        &creator(),
+    );
+    let w = lab.s("ws");
+    let r = lab.run(&["nested", "--workspace", &w, "--", "ro/made"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert_eq!(r.json["error"]["kind"], "bad_grant", "{r:?}");
+    let said = r.json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("/mnt/workspace/ro"),
+        "the grant is not named: {said}"
+    );
+    assert!(
+        !ws.join("ro/made").exists(),
+        "the guest wrote under the read-only grant"
+    );
+    let refusals = records(&lab, "run", "nested");
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r["decision"] == "deny" && r["details"]["code"] == "bad_grant"),
+        "the refusal is not audited: {refusals:?}"
+    );
+    // Positive control: granted as a whole, the same path takes the file.
+    let r = lab.run(&["flat", "--workspace", &w, "--", "ro/made"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(ws.join("ro/made").exists());
+}
+
 /// A variable in the caller's environment is invisible unless the contract declares it: the
 /// module counts 0 variables; declared, it sees exactly it (positive control).
 #[test]
