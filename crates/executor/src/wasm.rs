@@ -17,6 +17,7 @@ use skillcell_sandbox::{
     CgroupReport, Denial, EnforcementReport, Layer, LimitHit, Mount, MountKind, Outcome, SKILL_DIR,
     Usage,
 };
+use skillcell_sandbox_linux::InterruptWatch;
 use skillcell_sandbox_linux::grant::GrantFd;
 use skillcell_types::{Contract, Decision, Digest, Runtime};
 use skillcell_wasm::Module;
@@ -195,6 +196,9 @@ pub fn wasm_write_grants(
 struct RunHost {
     logs: Mutex<Vec<(i32, String)>>,
     connector: Option<Connector>,
+    interrupts: InterruptWatch,
+    /// The first interrupting signal seen.
+    interrupted: Mutex<Option<String>>,
 }
 
 impl HostCalls for RunHost {
@@ -231,6 +235,14 @@ impl HostCalls for RunHost {
                 }
             }
         })
+    }
+
+    fn interrupted(&self) -> Option<String> {
+        let mut seen = self.interrupted.lock().ok()?;
+        if seen.is_none() {
+            *seen = self.interrupts.received();
+        }
+        seen.clone()
     }
 }
 
@@ -321,16 +333,19 @@ impl Executor {
             Err(e) => return Err(self.refuse_run(request, resolved, &run_id, &e)?),
         };
         // Before any thread starts (the engine's epoch ticker, the proxy), so that none of them
-        // takes a SIGINT meant for the run.
-        if let Err(e) = skillcell_sandbox_linux::block_interrupts() {
-            self.audit_event(
-                Event::new(self.actor(), "run", Decision::Deny, e.to_string())
-                    .skill(&request.name)
-                    .version(resolved.version.tree_hash)
-                    .details(serde_json::json!({ "code": "cell_failed", "run": run_id })),
-            )?;
-            return Err(e.into());
-        }
+        // takes a SIGINT meant for the run: the guest's epoch callback reads it.
+        let interrupts = match InterruptWatch::start() {
+            Ok(w) => w,
+            Err(e) => {
+                self.audit_event(
+                    Event::new(self.actor(), "run", Decision::Deny, e.to_string())
+                        .skill(&request.name)
+                        .version(resolved.version.tree_hash)
+                        .details(serde_json::json!({ "code": "cell_failed", "run": run_id })),
+                )?;
+                return Err(e.into());
+            }
+        };
         let engine = match WasmEngine::new() {
             Ok(e) => e,
             Err(e) => return Err(self.refuse_run(request, resolved, &run_id, &e)?),
@@ -383,6 +398,8 @@ impl Executor {
         let host = Arc::new(RunHost {
             logs: Mutex::new(Vec::new()),
             connector,
+            interrupts,
+            interrupted: Mutex::new(None),
         });
         let result = engine.run(&linked, &spec, Arc::clone(&host) as Arc<dyn HostCalls>);
         let t_exited = started.elapsed();
@@ -432,6 +449,13 @@ impl Executor {
             crate::run::add_egress(&mut report, contract, &egress_summary, w);
         }
         let (decision, reason) = match &report.outcome {
+            _ if wasm.interrupted.is_some() => (
+                Decision::Deny,
+                format!(
+                    "interrupted by the caller ({})",
+                    wasm.interrupted.as_deref().unwrap_or_default()
+                ),
+            ),
             Outcome::Exited { code } => (Decision::Allow, format!("exited with {code}")),
             Outcome::Trapped { message } => (Decision::Allow, format!("trapped: {message}")),
             other => (Decision::Deny, format!("{other:?}")),
@@ -585,6 +609,13 @@ fn enforcement_report(
             code: "stack_overflow".into(),
             what: "the module recursed past the guest stack".into(),
             allow_with: String::new(),
+        });
+    }
+    if let Some(signal) = &wasm.interrupted {
+        denials.push(Denial {
+            code: "interrupted".into(),
+            what: format!("the caller interrupted the run ({signal}); the guest was stopped"),
+            allow_with: "nothing in the contract: the interruption came from outside".into(),
         });
     }
     for (name, total, kept) in [

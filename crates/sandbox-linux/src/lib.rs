@@ -20,5 +20,5 @@ mod supervisor;
 mod sys;
 
 pub use landlock_self::{LandlockError, LandlockReport, restrict_writes};
-pub use supervisor::{CellError, PreparedCell, block_interrupts};
+pub use supervisor::{CellError, InterruptWatch, PreparedCell, block_interrupts};
 pub use sys::landlock_abi;

@@ -66,6 +66,26 @@ pub fn block_interrupts() -> Result<(), CellError> {
     sys::block_signals(&INTERRUPTS).map_err(io_step("block signals"))
 }
 
+/// The interrupting signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) of an in-process run: blocked
+/// in the calling thread (and every thread it starts afterwards) and read, without waiting,
+/// from a signalfd. Start it before any thread that lives during the run.
+#[derive(Debug)]
+pub struct InterruptWatch {
+    fd: OwnedFd,
+}
+
+impl InterruptWatch {
+    pub fn start() -> Result<Self, CellError> {
+        let fd = sys::signalfd_for(&INTERRUPTS).map_err(io_step("signalfd"))?;
+        Ok(Self { fd })
+    }
+
+    /// The name of a signal received since the last call (`SIGINT`), if any.
+    pub fn received(&self) -> Option<String> {
+        sys::read_signalfd(self.fd.as_raw_fd()).map(sys::signal_name)
+    }
+}
+
 /// A cell whose init is waiting for its spec.
 #[derive(Debug)]
 pub struct PreparedCell {

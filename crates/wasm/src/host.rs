@@ -10,7 +10,7 @@ use std::pin::Pin;
 use wasmtime::{Caller, Extern, Linker, Memory};
 
 use crate::run::RunState;
-use crate::{MAX_FETCH_RESPONSE, MAX_LOG_BYTES, MAX_LOG_RECORDS};
+use crate::{MAX_FETCH_BODY, MAX_FETCH_RESPONSE, MAX_LOG_BYTES, MAX_LOG_RECORDS};
 
 /// Error codes host functions return (docs/wasm-abi.md).
 pub mod error_code {
@@ -100,6 +100,12 @@ pub trait HostCalls: Send + Sync + 'static {
         url: String,
         body: Vec<u8>,
     ) -> BoxFuture<Result<FetchResponse, FetchError>>;
+    /// Whether the caller wants the run stopped, and why (`SIGINT`). Asked at every epoch tick
+    /// (10 ms) while the guest computes and as often while it waits in a host call; once it
+    /// says so, the run ends as interrupted.
+    fn interrupted(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Host calls for runs with no caller effects: logs are dropped, fetches refused.
@@ -191,8 +197,7 @@ pub(crate) fn define(linker: &mut Linker<RunState>, grants: Grants) -> wasmtime:
             |mut caller: Caller<'_, RunState>,
              (req_ptr, req_len, body_ptr, body_len, ret_ptr): (i32, i32, i32, i32, i32)| {
                 Box::new(async move {
-                    Ok(http_fetch(&mut caller, req_ptr, req_len, body_ptr, body_len, ret_ptr)
-                        .await)
+                    http_fetch(&mut caller, req_ptr, req_len, body_ptr, body_len, ret_ptr).await
                 })
             },
         )?;
@@ -209,6 +214,8 @@ pub(crate) fn define(linker: &mut Linker<RunState>, grants: Grants) -> wasmtime:
     Ok(())
 }
 
+/// The host side of `skillcell::http_fetch`: a negative [`error_code`] or the HTTP status. A
+/// trap in the guest's allocator (its fuel or deadline ran out there) ends the run as a trap.
 async fn http_fetch(
     caller: &mut Caller<'_, RunState>,
     req_ptr: i32,
@@ -216,63 +223,63 @@ async fn http_fetch(
     body_ptr: i32,
     body_len: i32,
     ret_ptr: i32,
-) -> i32 {
+) -> wasmtime::Result<i32> {
     let Some(memory) = memory_of(caller) else {
-        return error_code::BAD_REQUEST;
+        return Ok(error_code::BAD_REQUEST);
     };
     if usize::try_from(req_len).map_or(true, |l| l > 8192) {
-        return error_code::BAD_REQUEST;
+        return Ok(error_code::BAD_REQUEST);
+    }
+    if usize::try_from(body_len).is_ok_and(|l| l > MAX_FETCH_BODY) {
+        return Ok(error_code::TOO_LARGE);
     }
     let (Some(req), Some(body)) = (
         read(&memory, &*caller, req_ptr, req_len),
         read(&memory, &*caller, body_ptr, body_len),
     ) else {
-        return error_code::BAD_REQUEST;
+        return Ok(error_code::BAD_REQUEST);
     };
     // The return slot must be writable before anything leaves the host.
     if read(&memory, &*caller, ret_ptr, 8).is_none() {
-        return error_code::BAD_REQUEST;
+        return Ok(error_code::BAD_REQUEST);
     }
     let Some((method, url)) = std::str::from_utf8(&req)
         .ok()
         .and_then(|r| r.split_once(' '))
         .map(|(m, u)| (m.to_owned(), u.to_owned()))
     else {
-        return error_code::BAD_REQUEST;
+        return Ok(error_code::BAD_REQUEST);
     };
     let host = std::sync::Arc::clone(&caller.data().host);
     let response = match host.http_fetch(method, url, body).await {
         Ok(r) => r,
-        Err(e) => return e.code(),
+        Err(e) => return Ok(e.code()),
     };
     if response.body.len() > MAX_FETCH_RESPONSE {
-        return error_code::TOO_LARGE;
+        return Ok(error_code::TOO_LARGE);
     }
     let Ok(len) = i32::try_from(response.body.len()) else {
-        return error_code::TOO_LARGE;
+        return Ok(error_code::TOO_LARGE);
     };
     let Some(alloc) = caller
         .get_export("skillcell_alloc")
         .and_then(Extern::into_func)
         .and_then(|f| f.typed::<i32, i32>(&*caller).ok())
     else {
-        return error_code::NO_ALLOC;
+        return Ok(error_code::NO_ALLOC);
     };
-    let ptr = match alloc.call_async(&mut *caller, len).await {
-        Ok(p) if p != 0 || len == 0 => p,
-        _ => return error_code::NO_ALLOC,
-    };
-    // The allocator may have grown the memory: look the range up again.
-    if !write(&memory, &mut *caller, ptr, &response.body) {
-        return error_code::NO_ALLOC;
+    let ptr = alloc.call_async(&mut *caller, len).await?;
+    // The allocator may have grown the memory: `write` looks the range up again.
+    if (ptr == 0 && len != 0) || !write(&memory, &mut *caller, ptr, &response.body) {
+        return Ok(error_code::NO_ALLOC);
     }
     let mut ret = [0u8; 8];
     ret[..4].copy_from_slice(&ptr.to_le_bytes());
     ret[4..].copy_from_slice(&len.to_le_bytes());
     if !write(&memory, &mut *caller, ret_ptr, &ret) {
-        return error_code::BAD_REQUEST;
+        return Ok(error_code::BAD_REQUEST);
     }
-    i32::from(response.status)
+    Ok(i32::from(response.status))
 }
 
 fn memory_of(caller: &mut Caller<'_, RunState>) -> Option<Memory> {

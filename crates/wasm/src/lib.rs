@@ -56,6 +56,8 @@ pub const MAX_LOG_RECORDS: u32 = 64;
 pub const MAX_LOG_BYTES: usize = 4096;
 /// Largest response body `http_fetch` hands to a guest.
 pub const MAX_FETCH_RESPONSE: usize = 16 << 20;
+/// The largest request body `http_fetch` sends (-5 beyond).
+pub const MAX_FETCH_BODY: usize = 16 << 20;
 
 /// Limits of one run. Zero never means unlimited.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -150,6 +152,8 @@ pub struct WasmReport {
     /// Peak linear memory of the instance.
     pub memory_peak_bytes: u64,
     pub wall_us: u64,
+    /// Set when the caller interrupted the run ([`HostCalls::interrupted`]), with its reason.
+    pub interrupted: Option<String>,
 }
 
 /// Why a module could not be compiled, linked or started.

@@ -27,6 +27,8 @@ pub(crate) struct RunState {
     limits: Limiter,
     pub(crate) host: Arc<dyn HostCalls>,
     pub(crate) log_records: u32,
+    /// Why the caller stopped the run, once it did.
+    interrupted: Option<String>,
 }
 
 /// Store limits, remembering the largest memory granted.
@@ -145,8 +147,9 @@ impl WasmEngine {
                     .build(),
                 peak: 0,
             },
-            host,
+            host: Arc::clone(&host),
             log_records: 0,
+            interrupted: None,
         };
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -154,10 +157,14 @@ impl WasmEngine {
         let wall = Duration::from_millis(limits.wall_ms);
         let started = Instant::now();
         let deadline = started + wall;
-        // At every tick a computing guest checks the deadline (guest code), then yields so the
-        // runtime's timeout can also end host calls.
+        // At every tick a computing guest checks the deadline and the caller's interruption
+        // (guest code), then yields so the runtime's timeout can also end host calls.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(move |mut ctx| {
+            if let Some(why) = ctx.data().host.interrupted() {
+                ctx.data_mut().interrupted = Some(why);
+                return Ok(UpdateDeadline::Interrupt);
+            }
             Ok(if Instant::now() >= deadline {
                 UpdateDeadline::Interrupt
             } else {
@@ -167,20 +174,35 @@ impl WasmEngine {
         let result = with_runtime(|rt| {
             rt.block_on(async {
                 let call = call_entry(module, &mut store, &spec.input, &stdout);
-                // Host calls (a guest sleeping in poll_oneoff, a slow fetch) are futures this
-                // timeout drops.
-                tokio::time::timeout(wall, call).await
+                // Host calls (a guest sleeping in poll_oneoff, a slow fetch) are futures the
+                // timeout, or the caller's interruption, drops.
+                tokio::select! {
+                    biased;
+                    r = tokio::time::timeout(wall, call) => Ok(r),
+                    why = interruption(&*host) => Err(why),
+                }
             })
         })?;
         let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let interrupted = match &result {
+            Err(why) => Some(why.clone()),
+            Ok(_) => store.data_mut().interrupted.take(),
+        };
         let outcome = match result {
-            Err(_) => WasmOutcome::Trapped {
+            _ if interrupted.is_some() => WasmOutcome::Trapped {
+                message: format!(
+                    "interrupted by the caller ({})",
+                    interrupted.as_deref().unwrap_or_default()
+                ),
+                limit: None,
+            },
+            Err(_) | Ok(Err(_)) => WasmOutcome::Trapped {
                 message: format!("the wall-clock limit of {} ms passed", limits.wall_ms),
                 limit: Some(WasmLimitHit::Wall),
             },
-            Ok(Ok(code)) => WasmOutcome::Exited { code },
-            Ok(Err(e)) => match e.downcast_ref::<I32Exit>() {
+            Ok(Ok(Ok(code))) => WasmOutcome::Exited { code },
+            Ok(Ok(Err(e))) => match e.downcast_ref::<I32Exit>() {
                 Some(exit) => WasmOutcome::Exited { code: exit.0 },
                 None => classify(&e),
             },
@@ -195,7 +217,19 @@ impl WasmEngine {
             fuel_used,
             memory_peak_bytes,
             wall_us,
+            interrupted,
         })
+    }
+}
+
+/// Resolves, with the reason, once `host` says the caller interrupted the run; checked every
+/// 10 ms (only while the guest waits in a host call: otherwise the run ends first).
+async fn interruption(host: &dyn HostCalls) -> String {
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Some(why) = host.interrupted() {
+            return why;
+        }
     }
 }
 

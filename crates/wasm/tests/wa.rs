@@ -120,6 +120,69 @@ fn a_blocking_host_call_is_cut_at_the_wall_clock() {
     assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
 }
 
+/// Says "interrupted" once its flag is set (by another thread, as a signal watcher would).
+#[derive(Default)]
+struct Interruptible(std::sync::atomic::AtomicBool);
+
+impl skillcell_wasm::HostCalls for Interruptible {
+    fn log(&self, _level: i32, _message: &str) {}
+
+    fn http_fetch(
+        &self,
+        _method: String,
+        _url: String,
+        _body: Vec<u8>,
+    ) -> skillcell_wasm::host::BoxFuture<
+        Result<skillcell_wasm::FetchResponse, skillcell_wasm::FetchError>,
+    > {
+        Box::pin(async { Err(skillcell_wasm::FetchError::Refused("test".into())) })
+    }
+
+    fn interrupted(&self) -> Option<String> {
+        self.0
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| "SIGINT".to_owned())
+    }
+}
+
+/// The caller's interruption ends a computing guest and a guest waiting in a host call, long
+/// before their limits (60 s of wall clock, fuel to spare), and the report says so.
+#[test]
+fn an_interruption_ends_the_run_computing_or_waiting() {
+    let computing =
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+    let waiting = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $p (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (drop (call $p (i32.const 0) (i32.const 256) (i32.const 1) (i32.const 512)))))"#;
+    let engine = WasmEngine::new().expect("engine");
+    let mut s = spec();
+    s.limits.fuel = u64::MAX / 2;
+    s.limits.wall_ms = 60_000;
+    for wat in [computing, waiting] {
+        let module = engine.compile(wat.as_bytes()).expect("compiles");
+        let linked = engine.link(&module, Grants::default()).expect("links");
+        let host = std::sync::Arc::new(Interruptible::default());
+        let flag = std::sync::Arc::clone(&host);
+        let interrupter = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            flag.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let r = engine.run(&linked, &s, host).expect("runs");
+        interrupter.join().expect("interrupter");
+        assert_eq!(r.interrupted.as_deref(), Some("SIGINT"), "{r:?}");
+        assert_eq!(limit_hit(&r), None, "{r:?}");
+        assert!(
+            matches!(&r.outcome, WasmOutcome::Trapped { message, .. } if message.contains("interrupted")),
+            "{r:?}"
+        );
+    }
+}
+
 #[test]
 fn memory_growth_stops_at_the_limit() {
     let wat = r#"(module (memory (export "memory") 1)
@@ -460,6 +523,68 @@ impl skillcell_wasm::HostCalls for Logs {
     }
 }
 
+/// Answers every fetch with 200 and `pong`.
+struct Pong;
+
+impl skillcell_wasm::HostCalls for Pong {
+    fn log(&self, _level: i32, _message: &str) {}
+
+    fn http_fetch(
+        &self,
+        _method: String,
+        _url: String,
+        _body: Vec<u8>,
+    ) -> skillcell_wasm::host::BoxFuture<
+        Result<skillcell_wasm::FetchResponse, skillcell_wasm::FetchError>,
+    > {
+        Box::pin(async {
+            Ok(skillcell_wasm::FetchResponse {
+                status: 200,
+                body: b"pong".to_vec(),
+            })
+        })
+    }
+}
+
+/// Fetches once; its allocator is `ALLOC`. Exits 0 when the status is 200 and the body landed.
+const FETCHER: &str = r#"(module
+  (import "skillcell" "http_fetch" (func $fetch (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "GET http://api.example/")
+  (func (export "skillcell_alloc") (param i32) (result i32) ALLOC)
+  (func (export "_start")
+    (if (i32.ne (call $fetch (i32.const 100) (i32.const 23) (i32.const 0) (i32.const 0) (i32.const 200)) (i32.const 200))
+      (then (call $exit (i32.const 1))))
+    (if (i32.ne (i32.load8_u (i32.load (i32.const 200))) (i32.const 112))
+      (then (call $exit (i32.const 2))))
+    (call $exit (i32.const 0))))"#;
+
+/// A trap inside the guest's allocator during `http_fetch` ends the run as a trap; it is not
+/// turned into an error code the guest could carry on after.
+#[test]
+fn a_trap_in_the_allocator_during_a_fetch_ends_the_run() {
+    let engine = WasmEngine::new().expect("engine");
+    let grants = Grants {
+        network: true,
+        ..Grants::default()
+    };
+    let run = |alloc: &str| {
+        let module = engine
+            .compile(FETCHER.replace("ALLOC", alloc).as_bytes())
+            .expect("compiles");
+        let linked = engine.link(&module, grants).expect("links");
+        engine
+            .run(&linked, &spec(), std::sync::Arc::new(Pong))
+            .expect("runs")
+    };
+    // Positive control: a working allocator gets the body.
+    let r = run("(i32.const 1024)");
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
+    let r = run("(unreachable)");
+    assert!(matches!(r.outcome, WasmOutcome::Trapped { .. }), "{r:?}");
+}
+
 #[test]
 fn a_tool_gets_its_input_in_memory_and_returns_output_from_it() {
     let engine = WasmEngine::new().expect("engine");
@@ -542,4 +667,52 @@ fn a_compile_bomb_is_cut_by_the_compile_time_cap() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // The host is unaffected: another module compiles and runs.
     assert_eq!(run(HELLO, spec()).stdout, b"hello from wasm\n");
+}
+
+/// Opens `fifo` in the first preopen read-only and reads from it: exits 100 + errno when the
+/// open fails, else with the read's errno.
+const FIFO_READER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $r (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "fifo")
+  (func (export "_start") (local $e i32)
+    (local.set $e (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const 4)
+      (i32.const 0) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200)))
+    (if (local.get $e) (then (call $exit (i32.add (i32.const 100) (local.get $e)))))
+    (i32.store (i32.const 0) (i32.const 300))
+    (i32.store (i32.const 4) (i32.const 10))
+    (local.set $e (call $r (i32.load (i32.const 200)) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (local.get $e))))"#;
+
+/// A FIFO in a granted directory (a concurrent native run can make one) cannot hang the host:
+/// with no writer, opening it and reading it fail at once (WASI p1 files are positional) and
+/// the run ends by itself, not at its wall-clock limit.
+#[test]
+fn a_fifo_in_a_grant_cannot_hang_the_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = tmp.path().join("ws");
+    fs::create_dir_all(&ws).expect("ws");
+    let made = std::process::Command::new("mkfifo")
+        .arg(ws.join("fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let mut s = WasmSpec {
+        preopens: vec![preopen(&ws, true)],
+        ..spec()
+    };
+    s.limits.wall_ms = 2_000;
+    let r = run(FIFO_READER, s.clone());
+    assert_eq!(limit_hit(&r), None, "{r:?}");
+    assert!(
+        matches!(r.outcome, WasmOutcome::Exited { code } if code != 0),
+        "{r:?}"
+    );
+    // Positive control: a regular file is read.
+    fs::remove_file(ws.join("fifo")).expect("rm");
+    fs::write(ws.join("fifo"), "data").expect("file");
+    let r = run(FIFO_READER, s);
+    assert_eq!(r.outcome, WasmOutcome::Exited { code: 0 }, "{r:?}");
 }

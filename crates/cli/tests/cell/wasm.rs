@@ -876,6 +876,72 @@ fn a_read_only_grant_inside_a_write_grant_is_refused() {
     assert!(ws.join("ro/made").exists());
 }
 
+/// SIGINT to `skillcell run` while a WASM guest computes (120 s of CPU and wall granted)
+/// stops the guest: the run ends, its record says `interrupted` (denied), and nothing of the
+/// limits ended it. The guest signals the host that it runs by creating a file in its grant.
+#[test]
+fn an_interrupted_wasm_run_stops_and_is_audited() {
+    let lab = Lab::new();
+    let ws = lab.path("ws");
+    let wat = format!(
+        r#"(module
+  (import "{WASI}" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "{WASI}" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "started")
+  (func (export "_start")
+    (if (call $open (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 7)
+          (i32.const 1) (i64.const 0x1fffffff) (i64.const 0x1fffffff) (i32.const 0) (i32.const 200))
+      (then (call $exit (i32.const 3))))
+    (loop $l (br $l))))"#
+    );
+    install_wasm(
+        &lab,
+        "busy",
+        &[
+            "skillcell.fs.write: $WORKSPACE",
+            "skillcell.limits: cpu=120s wall=120s",
+        ],
+        &wat,
+    );
+    let mut child = lab
+        .cmd(&["run", "--json", "busy", "--workspace", &lab.s("ws")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let waited = std::time::Instant::now();
+    while !ws.join("started").exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "the guest never started"
+        );
+        sleep(Duration::from_millis(10));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(134), "{status}");
+    let run = lab.last_run_record("busy");
+    assert_eq!(run["decision"], "deny", "{run}");
+    let report = &run["details"]["report"];
+    let denials: Vec<&str> = report["denials"]
+        .as_array()
+        .expect("denials")
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert_eq!(denials, ["interrupted"], "{run}");
+    assert_eq!(report["limit_hit"], Value::Null, "{run}");
+    assert!(
+        report["usage"]["wall_ms"].as_u64().expect("wall") < 120_000,
+        "{run}"
+    );
+}
+
 /// A variable in the caller's environment is invisible unless the contract declares it: the
 /// module counts 0 variables; declared, it sees exactly it (positive control).
 #[test]
