@@ -969,9 +969,9 @@ fn large_input(runs: usize, mib: usize) -> Res<()> {
         if delivered >= 10.0 { "met" } else { "not met" }
     );
     println!(
-        "GOAL the same, end to end with a {:.1} ms checksum over the input in both guests \
-         (B ÷ A): **{ratio:.1}×** (reported, not a goal of its own: any work a guest does on its \
-         input is added to both sides and shrinks the ratio)",
+        "GOAL reported beside it, not a goal of its own: end to end, with the same {:.1} ms \
+         checksum over the input in both guests (B ÷ A), **{ratio:.1}×**; any work a guest does \
+         on its input is added to both sides and shrinks this ratio",
         millis(mz.saturating_sub(mc)),
     );
     Ok(())
