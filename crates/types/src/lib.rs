@@ -7,6 +7,7 @@
 
 mod contract;
 mod digest;
+pub mod finding;
 mod name;
 pub mod net;
 mod state;
@@ -17,5 +18,6 @@ pub use contract::{
     Limits, NetRule, Profile, Runtime,
 };
 pub use digest::{Digest, DigestParseError, StreamingDigest};
+pub use finding::Finding;
 pub use name::{NameError, SkillName};
 pub use state::{Decision, VersionState};
