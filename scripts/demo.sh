@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds skillcell and runs its main job on example skills: check the kernel, lint a skill,
-# install skills into a content-addressed store, show what they will be able to do, run them in
+# install skills into a content-addressed store, approve them, show what they will be able to do, run them in
 # fresh cells (a JSON tool; a skill writing into a workspace; a network skill through the egress
 # proxy), verify the store and the audit
 # trail. The data dir is ./.skillcell-demo unless SKILLCELL_HOME is set.
@@ -25,6 +25,14 @@ sc install examples/skills/json-stats
 sc install examples/skills/workspace-notes
 # A Rust tool compiled to wasm32-wasip1: compiled once more, for this engine, at install.
 sc install examples/skills/wasm-wordcount
+# A new version is pending until a person approves it at a terminal (the confirmation is the
+# skill's name, typed). Without a terminal here, the demo types it on a pseudo-terminal itself.
+approve() {
+  echo; echo "\$ skillcell approve $1"
+  if { : </dev/tty; } 2>/dev/null; then ./target/release/skillcell approve "$1"
+  else printf '%s\n' "$1" | script -qec "./target/release/skillcell approve $1" /dev/null; fi
+}
+for s in weather-forecast json-stats workspace-notes wasm-wordcount; do approve "$s"; done
 sc list
 sc show weather-forecast
 sc run json-stats --input '{"values": [3, 1, 4, 1, 5, 9, 2, 6]}'

@@ -26,6 +26,14 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Show { name } => show(&cli.home()?, name, json),
         Command::Remove { name } => remove(&cli.home()?, name, json),
         Command::Rollback { name } => rollback(&cli.home()?, name, json),
+        Command::Approve {
+            name,
+            seq,
+            accept_risk,
+        } => crate::approve::approve(&cli.home()?, name, *seq, accept_risk, json),
+        Command::Reject { name, seq, reason } => {
+            crate::approve::reject(&cli.home()?, name, *seq, reason, json)
+        }
         Command::Verify => verify(&cli.home()?, json),
         Command::Audit {
             action: Some(AuditAction::Verify),
@@ -62,7 +70,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-fn dev_failure(e: DevError) -> Failure {
+pub(crate) fn dev_failure(e: DevError) -> Failure {
     match e {
         DevError::Refused(r) => {
             Failure::new(exit::REFUSED, "refused", format!("install refused: {r}")).with_detail(r)
@@ -80,6 +88,12 @@ fn dev_failure(e: DevError) -> Failure {
         e @ DevError::NoPrevious { .. } => {
             Failure::new(exit::REFUSED, "no_previous_version", e.to_string())
         }
+        e @ DevError::UnknownVersion { .. } => {
+            Failure::new(exit::NOT_FOUND, "not_found", e.to_string())
+        }
+        e @ DevError::NotApprovable { .. } => {
+            Failure::new(exit::REFUSED, "not_approvable", e.to_string())
+        }
         e => Failure::internal("developer", e.to_string()),
     }
 }
@@ -93,7 +107,7 @@ fn registry_failure(e: RegistryError) -> Failure {
     }
 }
 
-fn open_dev(home: &Home) -> Result<Developer, Failure> {
+pub(crate) fn open_dev(home: &Home) -> Result<Developer, Failure> {
     Developer::open(home.clone()).map_err(dev_failure)
 }
 
@@ -204,10 +218,11 @@ fn install(home: &Home, path: &Path, json: bool) -> Result<u8, Failure> {
     print_report(&out.warnings);
     if out.unchanged {
         outln!(
-            "{} is already installed as version {} (tree {}); nothing changed",
+            "{} is already installed as version {} (tree {}, {}); nothing changed",
             out.name,
             out.seq,
-            out.tree_hash.short()
+            out.tree_hash.short(),
+            out.state
         );
         return Ok(exit::OK);
     }
@@ -224,6 +239,21 @@ fn install(home: &Home, path: &Path, json: bool) -> Result<u8, Failure> {
     for line in out.contract.describe() {
         outln!("  - {}", escape(&line));
     }
+    for f in &out.findings {
+        outln!(
+            "  [{}] {} {}:{}:{} {}",
+            f.severity,
+            escape(&f.rule),
+            escape(&f.file),
+            f.line,
+            f.col,
+            escape(&f.message)
+        );
+    }
+    outln!(
+        "it is pending: it runs once a person approves it with `skillcell approve {}` at a terminal",
+        out.name
+    );
     Ok(exit::OK)
 }
 

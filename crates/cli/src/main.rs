@@ -2,6 +2,7 @@
 //! prints tables for people or JSON for machines (`--json`), and maps outcomes to exit codes
 //! (documented in docs/cli.md and in `skillcell --help`).
 
+mod approve;
 mod commands;
 mod output;
 mod run;
@@ -83,6 +84,29 @@ enum Command {
     Remove {
         /// Skill name.
         name: String,
+    },
+    /// Approve a pending version so it may run. A person at a terminal only: the review is
+    /// shown on, and the confirmation (the skill's name, typed) read from, /dev/tty.
+    Approve {
+        /// Skill name.
+        name: String,
+        /// Version to approve (default: the current one).
+        #[arg(long)]
+        seq: Option<u32>,
+        /// Accept the high findings of this rule id (repeatable); critical ones cannot be.
+        #[arg(long = "accept-risk", value_name = "RULE")]
+        accept_risk: Vec<String>,
+    },
+    /// Reject a version: it will not run, and its approval, if any, is withdrawn.
+    Reject {
+        /// Skill name.
+        name: String,
+        /// Version to reject (default: the current one).
+        #[arg(long)]
+        seq: Option<u32>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: String,
     },
     /// Make the previous usable version current again.
     Rollback {

@@ -103,6 +103,10 @@ fn install_list_show_and_not_found() {
     let (rc, v) = cli.json(&["list"]);
     assert_eq!(rc, 0);
     assert_eq!(v[0]["name"], "markdown-toc");
+    assert_eq!(v[0]["current"]["state"], "pending");
+    let out = cell::lab::approve_on_a_terminal(cli.home.path(), "markdown-toc", &[]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, v) = cli.json(&["list"]);
     assert_eq!(v[0]["current"]["state"], "usable");
 
     let (rc, v) = cli.json(&["show", "markdown-toc"]);

@@ -7,8 +7,12 @@
 //! hashed, made read-only and renamed into place; only then is the registry written, in one
 //! transaction. Every operation appends to the audit trail.
 //!
-//! Not here: running skills (the executor role), human approval (admission, later).
+//! A new version is installed `pending`; [`Developer::approve`], reached only from the CLI's
+//! terminal-bound `approve`, makes it usable (see `approve`).
+//!
+//! Not here: running skills (the executor role).
 
+mod approve;
 mod fsutil;
 mod install;
 mod ops;
@@ -19,10 +23,13 @@ use std::path::PathBuf;
 
 use rusqlite::Connection;
 use skillcell_audit::{Actor, AuditError, AuditLog, Event, Role};
-use skillcell_store::{Home, RegistryError, RegistryReader, SCHEMA, SCHEMA_V2, SCHEMA_VERSION};
+use skillcell_store::{
+    Home, RegistryError, RegistryReader, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION,
+};
 use skillcell_types::Decision;
 
-pub use install::{InstallLimits, InstallOutcome, Refusal};
+pub use approve::{ApprovalOutcome, Review};
+pub use install::{InstallLimits, InstallOutcome, PENDING_REASON, Refusal};
 pub use ops::{RollbackOutcome, VerifyFinding, VerifyReport};
 pub use scaffold::{ScaffoldError, scaffold};
 
@@ -51,6 +58,10 @@ pub enum DevError {
     UnknownSkill(String),
     #[error("`{name}` has no earlier usable version to roll back to")]
     NoPrevious { name: String },
+    #[error("`{name}` has no version {}", .seq.map_or("marked current".to_owned(), |s| s.to_string()))]
+    UnknownVersion { name: String, seq: Option<u32> },
+    #[error("cannot approve `{name}` version {seq}: {why}")]
+    NotApprovable { name: String, seq: u32, why: String },
 }
 
 impl DevError {
@@ -97,17 +108,25 @@ impl Developer {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sql)?;
+        // Each step brings the schema from its version to the next, in one transaction.
+        let steps: [(i64, &str); 3] = [(0, SCHEMA), (1, SCHEMA_V2), (2, SCHEMA_V3)];
         match version {
-            0 => {
-                conn.execute_batch(SCHEMA).map_err(sql)?;
-                conn.execute_batch(SCHEMA_V2).map_err(sql)?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(sql)?;
-            }
-            1 => {
-                conn.execute_batch(SCHEMA_V2).map_err(sql)?;
-                conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(sql)?;
+            0..SCHEMA_VERSION => {
+                let mut batch = String::from("BEGIN IMMEDIATE;");
+                for (_, step) in steps.iter().filter(|(from, _)| *from >= version) {
+                    batch.push_str(step);
+                }
+                // Versions installed before admission were usable without anyone approving
+                // them: fail closed, they wait for a person like any new install.
+                if version > 0 {
+                    batch.push_str(
+                        "UPDATE versions SET state = 'pending', \
+                         state_reason = 'installed before approvals existed: a person must approve it (skillcell approve NAME)' \
+                         WHERE state = 'usable';",
+                    );
+                }
+                batch.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
+                conn.execute_batch(&batch).map_err(sql)?;
             }
             SCHEMA_VERSION => {}
             found => {

@@ -212,7 +212,7 @@ impl Developer {
                 (None, _) => "ok",
                 (Some(_), VersionState::Quarantined) => "still_quarantined",
                 (Some(reason), _) => {
-                    self.quarantine(v.id, v.skill.as_str(), &v.tree_hash, reason)?;
+                    self.quarantine_version(v.id, v.skill.as_str(), &v.tree_hash, reason)?;
                     "quarantined"
                 }
             };
@@ -253,7 +253,7 @@ impl Developer {
         Ok(report)
     }
 
-    fn quarantine(
+    pub(crate) fn quarantine_version(
         &mut self,
         id: i64,
         name: &str,

@@ -35,8 +35,29 @@ fn install_stores_a_read_only_copy_that_hashes_to_its_identity() {
     assert_eq!(mode & 0o222, 0, "installed files are read-only");
     let reader = e.dev.reader().expect("reader");
     let current = reader.current("weather-forecast").expect("current");
-    assert_eq!(current.state, VersionState::Usable);
+    assert_eq!(
+        current.state,
+        VersionState::Pending,
+        "a new version waits for a person"
+    );
+    assert!(reader.approval(current.id).expect("approval").is_none());
     assert_eq!(current.contract.network.len(), 1);
+    drop(reader);
+    // Approved, it is usable, and the approval names exactly its tree and contract.
+    e.dev
+        .approve("weather-forecast", None, &[], "test")
+        .expect("approve");
+    let reader = e.dev.reader().expect("reader");
+    let current = reader.current("weather-forecast").expect("current");
+    assert_eq!(current.state, VersionState::Usable);
+    let approval = reader
+        .approval(current.id)
+        .expect("read")
+        .expect("approved");
+    assert_eq!(
+        (approval.tree_hash, approval.contract_hash),
+        (out.tree_hash, out.contract_hash)
+    );
 }
 
 #[test]
@@ -45,6 +66,9 @@ fn versions_are_kept_and_rollback_returns_to_the_previous() {
     let src = e.tmp.path().join("src/json-stats");
     copy_dir(&example("json-stats"), &src);
     let v1 = e.dev.install(&src).expect("v1");
+    e.dev
+        .approve("json-stats", None, &[], "test")
+        .expect("approve v1");
     let again = e.dev.install(&src).expect("same again");
     assert!(again.unchanged);
     assert_eq!(again.seq, 1);
@@ -73,6 +97,9 @@ fn versions_are_kept_and_rollback_returns_to_the_previous() {
 fn verify_quarantines_tampered_versions_only() {
     let mut e = env();
     let good = e.dev.install(&example("json-stats")).expect("install");
+    e.dev
+        .approve("json-stats", None, &[], "test")
+        .expect("approve");
     let victim = e.dev.install(&example("markdown-toc")).expect("install");
     // Positive control: untouched trees verify.
     let clean = e.dev.verify().expect("verify");
@@ -179,4 +206,39 @@ fn nothing_lands_without_its_audit_record() {
     let before = crate::footprint(&e);
     assert!(e.dev.install(&example("json-stats")).is_err());
     assert_eq!(crate::footprint(&e), before, "the install must not land");
+}
+
+/// A registry from before approvals (schema 2) whose versions were usable without anyone
+/// approving them: migrating to schema 3 makes them pending, not silently approved.
+#[test]
+fn migrating_from_schema_2_leaves_nothing_approved_by_default() {
+    let e = env();
+    let home = e.home.clone();
+    let mut dev = e.dev;
+    dev.install(&example("json-stats")).expect("install");
+    drop(dev);
+    let conn = rusqlite::Connection::open(home.registry_db()).expect("registry");
+    conn.execute_batch(
+        "DROP TABLE approvals; DROP TABLE admission_reports; \
+         UPDATE versions SET state = 'usable'; PRAGMA user_version = 2;",
+    )
+    .expect("back to schema 2");
+    drop(conn);
+    let dev = skillcell_developer::Developer::open(home.clone()).expect("migrates");
+    let v = dev
+        .reader()
+        .expect("reader")
+        .current("json-stats")
+        .expect("current");
+    assert_eq!(v.state, VersionState::Pending);
+    assert!(
+        v.state_reason
+            .unwrap_or_default()
+            .contains("before approvals existed")
+    );
+    let conn = rusqlite::Connection::open(home.registry_db()).expect("registry");
+    let schema: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(schema, skillcell_store::SCHEMA_VERSION);
 }

@@ -228,6 +228,36 @@ impl Executor {
                 Some(tree_hash),
             ));
         }
+        // What runs must be what a person approved: the approval names both hashes.
+        match self.registry.approval(version.id) {
+            Ok(Some(a))
+                if a.tree_hash == version.tree_hash && a.contract_hash == version.contract_hash => {
+            }
+            Ok(Some(a)) => {
+                return Err((
+                    "tampered",
+                    format!(
+                        "its approval is for tree {} and contract {}, not this version's {} and {}; run `skillcell verify`",
+                        a.tree_hash.short(),
+                        a.contract_hash.short(),
+                        tree_hash.short(),
+                        version.contract_hash.short()
+                    ),
+                    Some(tree_hash),
+                ));
+            }
+            Ok(None) => {
+                return Err((
+                    "not_approved",
+                    format!(
+                        "version {} is marked usable but no person approved it; run `skillcell verify`, then `skillcell approve {name}` at a terminal",
+                        version.seq
+                    ),
+                    Some(tree_hash),
+                ));
+            }
+            Err(e) => return Err(("registry_error", e.to_string(), Some(tree_hash))),
+        }
         // The registry row is read-only to the executor, but not to whoever else can write the
         // data dir: the contract that runs must be the one whose hash was recorded.
         if version.contract.digest() != version.contract_hash {

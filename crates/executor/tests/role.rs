@@ -30,6 +30,8 @@ fn prepared_home() -> (tempfile::TempDir, Home, PathBuf) {
     let home = Home::at(tmp.path().join("home")).expect("home");
     let mut dev = Developer::open(home.clone()).expect("developer");
     dev.install(&example("json-stats")).expect("install");
+    dev.approve("json-stats", None, &[], "test")
+        .expect("approve");
     let open_dir = home.store_dir().join("probe-open");
     fs::create_dir_all(&open_dir).expect("mkdir");
     fs::set_permissions(

@@ -12,6 +12,6 @@ pub mod tree;
 
 pub use home::{Home, HomeError};
 pub use registry::{
-    AuditAnchor, HistoryEntry, RegistryError, RegistryReader, SCHEMA, SCHEMA_V2, SCHEMA_VERSION,
-    SkillSummary, VERSION_COLUMNS, VersionRecord, version_from_row,
+    ApprovalRecord, AuditAnchor, HistoryEntry, RegistryError, RegistryReader, SCHEMA, SCHEMA_V2,
+    SCHEMA_V3, SCHEMA_VERSION, SkillSummary, VERSION_COLUMNS, VersionRecord, version_from_row,
 };

@@ -12,10 +12,10 @@ use serde::Serialize;
 use skillcell_types::{Contract, Digest, SkillName, VersionState};
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-/// The registry schema. `versions.state` is where the approval step slots in: admission adds an
-/// `approvals` table bound to `(tree_hash, contract_hash)` and installs versions as `pending`.
+/// The registry schema (version 1). A version is installed `pending`; a person's approval
+/// ([`SCHEMA_V3`]) makes it `usable`.
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS skills (
     name            TEXT PRIMARY KEY,
@@ -70,6 +70,38 @@ CREATE TABLE IF NOT EXISTS wasm_artifacts (
     PRIMARY KEY (module_digest, engine)
 );
 "#;
+
+/// Added in schema version 3: admission. `approvals` binds a person's approval to exactly the
+/// tree and contract that were approved (the executor refuses a version whose approval names
+/// other hashes); `admission_reports` keeps the findings shown at install, which the approval
+/// must accept rule by rule when they are high.
+pub const SCHEMA_V3: &str = r#"
+CREATE TABLE IF NOT EXISTS approvals (
+    version_id     INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
+    tree_hash      TEXT NOT NULL,
+    contract_hash  TEXT NOT NULL,
+    approved_by    TEXT NOT NULL,
+    approved_at    TEXT NOT NULL,
+    -- JSON array of the rule ids whose high findings the approver accepted.
+    accepted_risks TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS admission_reports (
+    version_id  INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
+    -- JSON array of findings (skillcell_types::Finding).
+    findings    TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+"#;
+
+/// A person's approval of one version.
+#[derive(Clone, Debug, Serialize)]
+pub struct ApprovalRecord {
+    pub tree_hash: Digest,
+    pub contract_hash: Digest,
+    pub approved_by: String,
+    pub approved_at: String,
+    pub accepted_risks: Vec<String>,
+}
 
 /// Why the registry could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -352,6 +384,57 @@ impl RegistryReader {
                     .map_err(|_| self.corrupt(format!("wasm artifact digest {d:?}")))
             })
             .transpose()
+    }
+
+    /// The approval of the version with row id `version_id`, if a person approved it.
+    pub fn approval(&self, version_id: i64) -> Result<Option<ApprovalRecord>, RegistryError> {
+        let row: Option<(String, String, String, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT tree_hash, contract_hash, approved_by, approved_at, accepted_risks \
+                 FROM approvals WHERE version_id = ?1",
+                params![version_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let Some((tree, contract, approved_by, approved_at, risks)) = row else {
+            return Ok(None);
+        };
+        let digest = |d: String| {
+            d.parse()
+                .map_err(|_| self.corrupt(format!("approval digest {d:?}")))
+        };
+        Ok(Some(ApprovalRecord {
+            tree_hash: digest(tree)?,
+            contract_hash: digest(contract)?,
+            approved_by,
+            approved_at,
+            accepted_risks: serde_json::from_str(&risks)
+                .map_err(|e| self.corrupt(format!("accepted risks {risks:?}: {e}")))?,
+        }))
+    }
+
+    /// The findings recorded when the version with row id `version_id` was installed (`None`
+    /// for versions installed before admission reports existed).
+    pub fn admission_findings(
+        &self,
+        version_id: i64,
+    ) -> Result<Option<Vec<skillcell_types::Finding>>, RegistryError> {
+        let row: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT findings FROM admission_reports WHERE version_id = ?1",
+                params![version_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        row.map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| self.corrupt(format!("admission findings: {e}")))
+        })
+        .transpose()
     }
 
     /// Whether any version still references `tree_hash`.

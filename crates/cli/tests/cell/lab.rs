@@ -81,9 +81,15 @@ impl Lab {
         self.path(rel).to_str().expect("utf8").to_owned()
     }
 
-    /// Writes a skill folder (`SKILL.md` with `metadata` lines under `metadata:`, plus files)
-    /// and installs it. Panics if the install fails.
+    /// Writes a skill folder (`SKILL.md` with `metadata` lines under `metadata:`, plus files),
+    /// installs it and approves it. Panics if either fails.
     pub fn install(&self, name: &str, metadata: &[&str], files: &[(&str, &str)]) {
+        self.install_pending(name, metadata, files);
+        self.approve(name);
+    }
+
+    /// [`Lab::install`] without the approval: the version stays pending.
+    pub fn install_pending(&self, name: &str, metadata: &[&str], files: &[(&str, &str)]) {
         let dir = self.path("skills").join(name);
         fs::create_dir_all(&dir).expect("mkdir");
         let mut md = format!(
@@ -111,6 +117,13 @@ impl Lab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Approves the current version of `name` as a person would: `skillcell approve` on a
+    /// pseudo-terminal (util-linux `script`), the name typed as the confirmation.
+    pub fn approve(&self, name: &str) {
+        let out = approve_on_a_terminal(self.home.path(), name, &[]);
+        assert!(out.status.success(), "approve {name} failed: {out:?}");
     }
 
     /// A one-file Python skill whose entry is `main.py`.
@@ -338,4 +351,30 @@ pub fn token(tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
+}
+
+/// Runs `skillcell approve NAME EXTRA…` for the data dir `home` on a pseudo-terminal made by
+/// util-linux `script`, typing `name` as the confirmation.
+pub fn approve_on_a_terminal(home: &Path, name: &str, extra: &[&str]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut line = format!("{BIN} approve {name}");
+    for e in extra {
+        line.push(' ');
+        line.push_str(e);
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("SKILLCELL_HOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{name}\n").as_bytes())
+        .expect("type the confirmation");
+    child.wait_with_output().expect("approve")
 }

@@ -2,8 +2,9 @@
 //! run from the host (files, process table, /proc of the cell's processes, the audit trail),
 //! with a positive control per category. Cases follow ../shared/security-cases.md.
 
-mod lab;
+pub mod lab;
 
+mod approval;
 mod basics;
 mod cleanup;
 mod dv;

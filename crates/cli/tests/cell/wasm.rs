@@ -1055,6 +1055,7 @@ fn the_rust_example_counts_its_input() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    lab.approve("wasm-wordcount");
     assert_eq!(artifacts(&lab).len(), 1);
     let input = "\"one two  three\\nfour\"";
     let r = run_with_env(&lab, &["wasm-wordcount", "--input", input], &[]);

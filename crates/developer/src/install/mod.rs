@@ -15,7 +15,11 @@ use serde::Serialize;
 use skillcell_audit::{Actor, Event};
 use skillcell_manifest::Report;
 use skillcell_store::tree::{self, TreeListing};
-use skillcell_types::{Contract, Decision, Digest, SkillName};
+use skillcell_types::{Contract, Decision, Digest, Finding, SkillName, VersionState};
+
+/// Why a freshly installed version may not run yet.
+pub const PENDING_REASON: &str =
+    "waiting for a person to approve it: `skillcell approve NAME` at a terminal";
 
 use crate::fsutil::{Staging, force_remove_dir, make_read_only};
 use crate::{DevError, Developer, HistoryRow, now};
@@ -97,6 +101,10 @@ pub struct InstallOutcome {
     pub bytes: u64,
     /// The same tree and contract were already the current version: nothing changed.
     pub unchanged: bool,
+    /// `pending` for a new version: it runs once a person approves it.
+    pub state: VersionState,
+    /// What admission found, shown to the approver.
+    pub findings: Vec<Finding>,
     /// Warnings from the SKILL.md checks.
     pub warnings: Report,
 }
@@ -238,7 +246,7 @@ impl Developer {
         if let Some(current) = self.current_hashes(name.as_str())?
             && current.0 == listing.hash
             && current.1 == contract_hash
-            && current.3 == "usable"
+            && (current.3 == "usable" || current.3 == "pending")
         {
             self.audit(
                 self.event("install", Decision::Allow, "already installed, unchanged")
@@ -254,6 +262,8 @@ impl Developer {
                 files: listing.files.len(),
                 bytes: listing.total_bytes(),
                 unchanged: true,
+                state: current.3.parse().unwrap_or(VersionState::Pending),
+                findings: Vec::new(),
                 warnings: loaded.report,
             });
         }
@@ -263,7 +273,9 @@ impl Developer {
             self.store_artifacts(&engine, &compiled)?;
         }
         let created_tree = self.place_tree(&staged, &listing.hash)?;
-        match self.record_version(&manifest, &listing, &contract_hash, source) {
+        // The admission findings the approver will see (the static scan fills them in).
+        let findings: Vec<Finding> = Vec::new();
+        match self.record_version(&manifest, &listing, &contract_hash, source, &findings) {
             Ok(seq) => Ok(InstallOutcome {
                 name,
                 seq,
@@ -273,6 +285,8 @@ impl Developer {
                 files: listing.files.len(),
                 bytes: listing.total_bytes(),
                 unchanged: false,
+                state: VersionState::Pending,
+                findings,
                 warnings: loaded.report,
             }),
             Err(e) => {
@@ -336,6 +350,7 @@ impl Developer {
         listing: &TreeListing,
         contract_hash: &Digest,
         source: &Path,
+        findings: &[Finding],
     ) -> Result<u32, DevError> {
         let actor = self.actor_label();
         let at = now();
@@ -344,13 +359,17 @@ impl Developer {
                 path: source.to_path_buf(),
                 source: io::Error::other(e),
             })?;
+        let findings_json = serde_json::to_string(findings).map_err(|e| DevError::Io {
+            path: source.to_path_buf(),
+            source: io::Error::other(e),
+        })?;
         let name = manifest.name.as_str();
         let event = |seq: &u32, actor: &Actor| {
             Event::new(
                 actor.clone(),
                 "install",
                 Decision::Allow,
-                "installed and marked usable",
+                "installed, pending a person's approval",
             )
             .skill(name)
             .version(listing.hash)
@@ -377,7 +396,7 @@ impl Developer {
                 "INSERT INTO versions (skill, seq, tree_hash, contract_hash, contract_json, \
                  description, source, file_count, total_bytes, installed_at, installed_by, \
                  state, state_reason, state_changed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'usable', NULL, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?10)",
                 params![
                     name,
                     seq,
@@ -390,9 +409,14 @@ impl Developer {
                     i64::try_from(listing.total_bytes()).unwrap_or(i64::MAX),
                     at,
                     actor,
+                    PENDING_REASON,
                 ],
             )?;
             let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO admission_reports (version_id, findings, created_at) VALUES (?1, ?2, ?3)",
+                params![id, findings_json, at],
+            )?;
             tx.execute(
                 "UPDATE skills SET current_version = ?1 WHERE name = ?2",
                 params![id, name],
