@@ -84,11 +84,20 @@ pub fn restrict_writes(
             path: grant.shown().to_path_buf(),
             detail: e.to_string(),
         })?;
-        // A file gets the rights that apply to files; the kernel refuses the others on it.
+        // As in a native cell's write grant: the caller uses this directory after the run, so
+        // nothing may leave a FIFO (a reader hangs), a socket, a device node or a symlink
+        // (`summary.md -> ~/.ssh/id_rsa`, followed later by whoever reads it) there. A file
+        // gets the rights that apply to files; the kernel refuses the others on it.
+        let grant_write = handled
+            & !(AccessFs::MakeFifo
+                | AccessFs::MakeSock
+                | AccessFs::MakeChar
+                | AccessFs::MakeBlock
+                | AccessFs::MakeSym);
         let access = if is_dir {
-            handled
+            grant_write
         } else {
-            handled & AccessFs::from_file(TARGET_ABI)
+            grant_write & AccessFs::from_file(TARGET_ABI)
         };
         ruleset = ruleset
             .add_rule(PathBeneath::new(grant.as_fd(), access))
@@ -132,7 +141,8 @@ mod tests {
     use std::fs;
 
     /// The rule is on the directory opened, not on its path: swapping the path for a symlink
-    /// to another directory after opening does not make that other directory writable.
+    /// to another directory after opening does not make that other directory writable. And a
+    /// write grant takes files, not symlinks.
     #[test]
     fn a_writable_grant_is_the_directory_opened() {
         let tmp = tempfile::tempdir().expect("tmp");
@@ -144,12 +154,13 @@ mod tests {
         fs::rename(ws.join("sub"), ws.join("moved")).expect("rename");
         std::os::unix::fs::symlink(&canary, ws.join("sub")).expect("plant");
         // Landlock binds the calling thread only: restrict a thread of our own.
-        let (granted, planted) = std::thread::scope(|s| {
+        let (granted, planted, made_link) = std::thread::scope(|s| {
             s.spawn(|| {
                 restrict_writes(&[], &[&grant], &[]).expect("Landlock (see skillcell doctor)");
                 (
                     fs::write(ws.join("moved/in"), "x"),
                     fs::write(ws.join("sub/in"), "x"),
+                    std::os::unix::fs::symlink("../../etc/passwd", ws.join("moved/link")),
                 )
             })
             .join()
@@ -158,5 +169,13 @@ mod tests {
         granted.expect("the opened directory is writable");
         assert!(planted.is_err(), "the planted link's target was writable");
         assert!(!canary.join("in").exists());
+        assert!(
+            fs::symlink_metadata(ws.join("moved/link")).is_err(),
+            "a symlink was made in a write grant"
+        );
+        assert!(
+            made_link.is_err(),
+            "making a symlink in a write grant succeeded"
+        );
     }
 }

@@ -68,10 +68,18 @@ pub fn block_interrupts() -> Result<(), CellError> {
 
 /// The interrupting signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) of an in-process run: blocked
 /// in the calling thread (and every thread it starts afterwards) and read, without waiting,
-/// from a signalfd. Start it before any thread that lives during the run.
+/// from a signalfd. Start it before any thread that lives during the run. Dropped, it unblocks
+/// them in the calling thread again, whose mask it was: one that arrived and was not read is
+/// delivered then (and ends the process, as it would have without the watch).
 #[derive(Debug)]
 pub struct InterruptWatch {
     fd: OwnedFd,
+}
+
+impl Drop for InterruptWatch {
+    fn drop(&mut self) {
+        let _ = sys::unblock_signals(&INTERRUPTS);
+    }
 }
 
 impl InterruptWatch {

@@ -97,6 +97,20 @@ fn with_runtime<R>(f: impl FnOnce(&tokio::runtime::Runtime) -> R) -> Result<R, W
     })
 }
 
+/// Drops this thread's runtime without waiting for its blocking pool. A run that ended by its
+/// wall clock or an interruption may have left a host call blocked in a pool thread (WASI
+/// `path_open` of a FIFO with no writer blocks in `open(2)`, which nothing can cancel); the
+/// runtime's ordinary drop, at the latest when the thread ends, would wait for that thread
+/// forever and hang the process at exit. The stuck thread is left to end when its call does;
+/// the next run builds a fresh runtime.
+fn abandon_runtime() {
+    RUNTIME.with(|cell| {
+        if let Some(rt) = cell.borrow_mut().take() {
+            rt.shutdown_background();
+        }
+    });
+}
+
 impl WasmEngine {
     /// Runs `module` once, in a fresh store, under `spec`: `_start` for a command (input on
     /// stdin), `skillcell_alloc` then `skillcell_run` for a tool (input in its memory).
@@ -183,6 +197,9 @@ impl WasmEngine {
                 }
             })
         })?;
+        if !matches!(result, Ok(Ok(_))) {
+            abandon_runtime();
+        }
         let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let interrupted = match &result {

@@ -942,6 +942,68 @@ fn an_interrupted_wasm_run_stops_and_is_audited() {
     );
 }
 
+/// A FIFO with no writer in a read grant (the host's user, or any process outside skillcell,
+/// can make one): the guest's `path_open` blocks in `open(2)` in a host thread nothing can
+/// cancel. The run must still end at its wall clock and `skillcell run` must exit, not wait
+/// for that thread; judged by the process exiting within a host-side limit. Positive control:
+/// a regular file in the FIFO's place is opened (exit 0).
+#[test]
+fn a_fifo_in_a_read_grant_cannot_hang_the_process() {
+    let lab = Lab::new();
+    let ws = lab.path("ws");
+    // Opens "fifo" beneath the workspace preopen (fd 4) for reading; exits with the errno.
+    let wat = format!(
+        r#"(module
+  (import "{WASI}" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "{WASI}" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "fifo")
+  (func (export "_start")
+    (call $exit (call $open (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 4)
+      (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200)))))"#
+    );
+    install_wasm(
+        &lab,
+        "fifo-reader",
+        &["skillcell.fs.read: $WORKSPACE", "skillcell.limits: wall=1s"],
+        &wat,
+    );
+    let made = std::process::Command::new("mkfifo")
+        .arg(ws.join("fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let run_within = |limit: Duration| {
+        let mut child = lab
+            .cmd(&["run", "--json", "fifo-reader", "--workspace", &lab.s("ws")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let waited = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if waited.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("skillcell run did not exit within {limit:?}");
+            }
+            sleep(Duration::from_millis(20));
+        }
+    };
+    let status = run_within(Duration::from_secs(30));
+    assert_ne!(status.code(), Some(0), "{status}");
+    let run = lab.last_run_record("fifo-reader");
+    assert_eq!(run["details"]["report"]["limit_hit"], "wall", "{run}");
+
+    fs::remove_file(ws.join("fifo")).expect("rm fifo");
+    fs::write(ws.join("fifo"), "data").expect("a file in its place");
+    let status = run_within(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
 /// A variable in the caller's environment is invisible unless the contract declares it: the
 /// module counts 0 variables; declared, it sees exactly it (positive control).
 #[test]

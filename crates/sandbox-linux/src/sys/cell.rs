@@ -901,6 +901,17 @@ pub fn block_signals(signals: &[libc::c_int]) -> io::Result<()> {
     Ok(())
 }
 
+/// Unblocks `signals` in the calling thread: one pending now is delivered.
+pub fn unblock_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    let set = sigset_of(signals);
+    // SAFETY: pthread_sigmask reads the live local set.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
 /// Blocks `signals` in the calling thread (threads it starts inherit the mask) and returns a
 /// signalfd that becomes readable when one arrives.
 pub fn signalfd_for(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
