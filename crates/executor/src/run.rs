@@ -18,6 +18,7 @@ use skillcell_sandbox::{
     PROXY_PORT, SCRATCH_DIR, SKILL_DIR, placeholder_target,
 };
 use skillcell_sandbox_linux::PreparedCell;
+use skillcell_sandbox_linux::grant::{GrantFd, Overlap};
 use skillcell_types::{Access, Contract, Decision, GrantPath, Limits, Runtime};
 
 use crate::egress::RunEgress;
@@ -465,33 +466,46 @@ fn runtime_of(host_script: &Path, script: &str) -> Result<Runtime, PlanError> {
 
 /// Refuses grants that overlap skillcell's data dir, either way: a write grant over it would
 /// let a skill rewrite its own contract in the registry or the audit trail, a read grant
-/// would show it other skills and the trail.
+/// would show it other skills and the trail. A grant that cannot be opened is left to the
+/// launcher, which opens it again and refuses the run with the reason.
 pub(crate) fn check_grants(grants: &[Mount], data_dir: &Path) -> Result<(), PlanError> {
-    let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     for g in grants {
         let MountKind::Grant { base, rest, .. } = &g.kind else {
             continue;
         };
-        let joined = base.join(rest);
-        let host = fs::canonicalize(&joined).unwrap_or(joined);
-        check_grant_host(&g.target, host, &data)?;
+        if let Ok(grant) = GrantFd::open(base, rest) {
+            check_grant_host(&g.target, &grant, data_dir)?;
+        }
     }
     Ok(())
 }
 
-/// Refuses a grant whose (canonical) host path `host` contains or lies inside the
-/// (canonical) data dir.
-pub(crate) fn check_grant_host(target: &str, host: PathBuf, data: &Path) -> Result<(), PlanError> {
-    let how = if data.starts_with(&host) {
-        "contains"
-    } else if host.starts_with(data) {
-        "lies inside"
-    } else {
-        return Ok(());
+/// Refuses `grant` when it contains or lies inside the data dir, judged by identity (a bind
+/// mount or another path to it counts). A data dir that cannot be opened refuses every grant.
+pub(crate) fn check_grant_host(
+    target: &str,
+    grant: &GrantFd,
+    data: &Path,
+) -> Result<(), PlanError> {
+    let how = match grant.overlap_with(data) {
+        Ok(None) => return Ok(()),
+        Ok(Some(Overlap::Contains)) => "contains",
+        Ok(Some(Overlap::Inside)) => "lies inside",
+        Err(e) => {
+            return Err(PlanError::BadGrant {
+                grant: target.to_owned(),
+                why: format!(
+                    "cannot tell whether it overlaps the data dir {}: {e}",
+                    data.display()
+                ),
+            });
+        }
     };
     Err(PlanError::GrantCoversDataDir {
         grant: target.to_owned(),
-        path: host,
+        path: grant
+            .real_path()
+            .unwrap_or_else(|_| grant.shown().to_path_buf()),
         how,
         data: data.to_path_buf(),
     })

@@ -4,7 +4,7 @@
 //! recorded digest matches; the run is audited with the same enforcement report as a native
 //! cell's.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -91,7 +91,6 @@ pub fn plan_wasm(
 
 /// A preopen per fs grant in `mounts`, each the directory [`open_grant_dir`] opened.
 fn grant_preopens(mounts: &[Mount], data_dir: &Path) -> Result<Vec<Preopen>, PlanError> {
-    let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     let mut preopens = Vec::new();
     for m in mounts {
         let MountKind::Grant {
@@ -102,7 +101,7 @@ fn grant_preopens(mounts: &[Mount], data_dir: &Path) -> Result<Vec<Preopen>, Pla
         else {
             continue;
         };
-        let grant = open_grant_dir(&m.target, base, rest, &data)?;
+        let grant = open_grant_dir(&m.target, base, rest, data_dir)?;
         preopens.push(Preopen {
             host: grant.shown().to_path_buf(),
             fd: Some(Arc::new(grant.into_fd())),
@@ -130,8 +129,8 @@ fn grant_preopens(mounts: &[Mount], data_dir: &Path) -> Result<Vec<Preopen>, Pla
 }
 
 /// Opens the grant `base/rest` for `target` (refusing symlinks beneath and on `base`, see
-/// [`GrantFd`]), and refuses it unless it is a directory away from the data dir `data`
-/// (canonical), judged by where the opened directory really is.
+/// [`GrantFd`]), and refuses it unless it is a directory away from the data dir `data`,
+/// judged by identity ([`GrantFd::overlap_with`]).
 fn open_grant_dir(
     target: &str,
     base: &Path,
@@ -149,10 +148,7 @@ fn open_grant_dir(
             grant.shown().display()
         )));
     }
-    let real = grant
-        .real_path()
-        .map_err(|e| bad(format!("where is {}: {e}", grant.shown().display())))?;
-    check_grant_host(target, real, data)?;
+    check_grant_host(target, &grant, data)?;
     Ok(grant)
 }
 
@@ -172,7 +168,6 @@ pub fn wasm_write_grants(
     let Ok((mounts, _)) = grant_mounts(contract, &request.placeholders) else {
         return Some(Vec::new());
     };
-    let data = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     let mut grants = Vec::new();
     for m in &mounts {
         if let MountKind::Grant {
@@ -181,7 +176,7 @@ pub fn wasm_write_grants(
             writable: true,
         } = &m.kind
         {
-            match open_grant_dir(&m.target, base, rest, &data) {
+            match open_grant_dir(&m.target, base, rest, data_dir) {
                 Ok(g) => grants.push(g),
                 // One refused grant refuses the run: nothing is kept writable for it.
                 Err(_) => return Some(Vec::new()),
@@ -662,6 +657,7 @@ fn enforcement_report(
 mod tests {
     use super::*;
     use skillcell_wasm::{NoHost, WasmLimits};
+    use std::fs;
 
     /// Creates `made` in the first preopen (fd 3); exits 100 + errno on failure.
     const CREATE: &str = r#"(module

@@ -12,6 +12,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
+
 use crate::sys::cell::{self as sys, resolve};
 
 /// Why a grant could not be opened.
@@ -105,6 +107,71 @@ impl GrantFd {
     pub fn into_fd(self) -> OwnedFd {
         self.fd
     }
+
+    /// How this grant and the directory `dir` overlap, judged by identity (device and inode)
+    /// walking up `..` from each, not by comparing path strings: a bind mount or another path
+    /// to the same directory is caught too.
+    pub fn overlap_with(&self, dir: &Path) -> io::Result<Option<Overlap>> {
+        let other = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let (mine, theirs) = (identity(self.fd.as_fd())?, identity(other.as_fd())?);
+        if ancestry(self.fd.as_fd())?.contains(&theirs) {
+            return Ok(Some(Overlap::Inside));
+        }
+        if ancestry(other.as_fd())?.contains(&mine) {
+            return Ok(Some(Overlap::Contains));
+        }
+        Ok(None)
+    }
+}
+
+/// How a grant overlaps a directory ([`GrantFd::overlap_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlap {
+    /// The grant is the directory or lies beneath it.
+    Inside,
+    /// The directory lies beneath the grant.
+    Contains,
+}
+
+/// Device and inode.
+type Identity = (u64, u64);
+
+fn identity(fd: BorrowedFd<'_>) -> io::Result<Identity> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// The identities of `fd` and of every directory above it, up to the root (whose `..` is
+/// itself). Bounded: a path deeper than the kernel's own limit is an error.
+fn ancestry(fd: BorrowedFd<'_>) -> io::Result<Vec<Identity>> {
+    const MAX_DEPTH: usize = 4096;
+    let mut seen = vec![identity(fd)?];
+    let mut current = rustix::fs::openat(
+        fd,
+        "..",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    while seen.len() < MAX_DEPTH {
+        let id = identity(current.as_fd())?;
+        if seen.last() == Some(&id) {
+            return Ok(seen);
+        }
+        seen.push(id);
+        current = rustix::fs::openat(
+            &current,
+            "..",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+    }
+    Err(io::Error::other(
+        "the directory tree is deeper than 4096 levels",
+    ))
 }
 
 impl AsFd for GrantFd {
@@ -150,5 +217,76 @@ mod tests {
         let moved = fs::metadata(base.join("moved")).expect("moved");
         use std::os::unix::fs::MetadataExt;
         assert_eq!((again.dev(), again.ino()), (moved.dev(), moved.ino()));
+    }
+
+    /// Overlap is judged by identity: the data dir reached through a bind mount elsewhere
+    /// (another path, no common prefix) is still the data dir. Positive control: a sibling
+    /// directory does not overlap. The bind mount is made in a private mount namespace of a
+    /// child process (root is needed; skillcell doctor says so).
+    #[test]
+    fn overlap_is_judged_by_identity_not_path() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let base = dir.path().canonicalize().expect("canonical");
+        for d in ["data/store", "alias", "sibling"] {
+            fs::create_dir_all(base.join(d)).expect("mkdir");
+        }
+        let data = base.join("data");
+        let at = |rest: &str| GrantFd::open(&base, rest).expect(rest);
+        assert_eq!(
+            at("data/store").overlap_with(&data).expect("walk"),
+            Some(Overlap::Inside)
+        );
+        assert_eq!(
+            at("").overlap_with(&data).expect("walk"),
+            Some(Overlap::Contains)
+        );
+        assert_eq!(
+            at("data").overlap_with(&data).expect("walk"),
+            Some(Overlap::Inside)
+        );
+        assert_eq!(at("sibling").overlap_with(&data).expect("walk"), None);
+
+        // Through a bind mount of the data dir at `alias`, in a child's own mount namespace.
+        let script = format!(
+            "mount --bind {d} {a} && {me} --exact grant::tests::overlap_child --nocapture --include-ignored",
+            d = data.display(),
+            a = base.join("alias").display(),
+            me = std::env::current_exe().expect("exe").display(),
+        );
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("OVERLAP_BASE", &base)
+            .output()
+            .expect("unshare (util-linux)");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("1 passed"),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Run by [`overlap_is_judged_by_identity_not_path`] with `alias` bound to `data`.
+    #[test]
+    #[ignore = "run by overlap_is_judged_by_identity_not_path inside a mount namespace"]
+    fn overlap_child() {
+        let base = PathBuf::from(std::env::var_os("OVERLAP_BASE").expect("OVERLAP_BASE"));
+        let data = base.join("data");
+        let alias = GrantFd::open(&base, "alias/store").expect("alias/store");
+        assert!(
+            alias
+                .real_path()
+                .expect("real")
+                .starts_with(base.join("alias"))
+        );
+        assert_eq!(
+            alias.overlap_with(&data).expect("walk"),
+            Some(Overlap::Inside)
+        );
+        let whole = GrantFd::open(&base, "alias").expect("alias");
+        assert_eq!(
+            whole.overlap_with(&data.join("store")).expect("walk"),
+            Some(Overlap::Contains)
+        );
     }
 }
