@@ -60,9 +60,22 @@ pub fn plan_wasm(
     script: &str,
 ) -> Result<WasmSpec, PlanError> {
     let (mounts, placeholder_env) = grant_mounts(contract, &request.placeholders)?;
+    // The store folder the gate just hashed, held by descriptor like the grants.
+    let skill_dir = rustix::fs::open(
+        &resolved.dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| PlanError::BadGrant {
+        grant: SKILL_DIR.into(),
+        why: format!(
+            "cannot open the skill's folder {}: {e}",
+            resolved.dir.display()
+        ),
+    })?;
     let mut preopens = vec![Preopen {
         host: resolved.dir.clone(),
-        fd: None,
+        fd: Some(Arc::new(skill_dir)),
         guest: SKILL_DIR.into(),
         writable: false,
     }];

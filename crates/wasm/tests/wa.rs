@@ -585,6 +585,84 @@ fn a_trap_in_the_allocator_during_a_fetch_ends_the_run() {
     assert!(matches!(r.outcome, WasmOutcome::Trapped { .. }), "{r:?}");
 }
 
+/// Records the body length of every fetch that reaches the host, and answers 200.
+#[derive(Default)]
+struct BodySizes(std::sync::Mutex<Vec<usize>>);
+
+impl skillcell_wasm::HostCalls for BodySizes {
+    fn log(&self, _level: i32, _message: &str) {}
+
+    fn http_fetch(
+        &self,
+        _method: String,
+        _url: String,
+        body: Vec<u8>,
+    ) -> skillcell_wasm::host::BoxFuture<
+        Result<skillcell_wasm::FetchResponse, skillcell_wasm::FetchError>,
+    > {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push(body.len());
+        }
+        Box::pin(async {
+            Ok(skillcell_wasm::FetchResponse {
+                status: 200,
+                body: Vec::new(),
+            })
+        })
+    }
+}
+
+/// A request body over [`skillcell_wasm::MAX_FETCH_BODY`] is refused with `TOO_LARGE` before
+/// the host copies it or sends anything; one of exactly that size is sent whole (positive
+/// control). Judged by what reached the host.
+#[test]
+fn a_request_body_over_the_cap_never_leaves_the_guest() {
+    let engine = WasmEngine::new().expect("engine");
+    let cap = skillcell_wasm::MAX_FETCH_BODY;
+    let grants = Grants {
+        network: true,
+        ..Grants::default()
+    };
+    let mut s = spec();
+    s.limits.memory_bytes = 32 << 20;
+    let sizes = std::sync::Arc::new(BodySizes::default());
+    let mut codes = Vec::new();
+    for len in [cap, cap + 1] {
+        // The body is the memory from 64 KiB on; exits with -status (0 - -5 = 5 for TOO_LARGE)
+        // or 0 on 200.
+        let wat = format!(
+            r#"(module
+  (import "skillcell" "http_fetch" (func $fetch (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 300)
+  (data (i32.const 100) "POST http://api.example/")
+  (func (export "skillcell_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "_start") (local $s i32)
+    (local.set $s (call $fetch (i32.const 100) (i32.const 24) (i32.const 65536) (i32.const {len}) (i32.const 200)))
+    (if (i32.eq (local.get $s) (i32.const 200)) (then (call $exit (i32.const 0))))
+    (call $exit (i32.sub (i32.const 0) (local.get $s)))))"#
+        );
+        let module = engine.compile(wat.as_bytes()).expect("compiles");
+        let linked = engine.link(&module, grants).expect("links");
+        let r = engine.run(&linked, &s, sizes.clone()).expect("runs");
+        codes.push(r.outcome);
+    }
+    assert_eq!(
+        codes,
+        [
+            WasmOutcome::Exited { code: 0 },
+            WasmOutcome::Exited {
+                code: -skillcell_wasm::host::error_code::TOO_LARGE
+            }
+        ]
+    );
+    assert_eq!(
+        *sizes.0.lock().expect("sizes"),
+        [cap],
+        "what reached the host"
+    );
+}
+
 #[test]
 fn a_tool_gets_its_input_in_memory_and_returns_output_from_it() {
     let engine = WasmEngine::new().expect("engine");
