@@ -34,6 +34,10 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Reject { name, seq, reason } => {
             crate::approve::reject(&cli.home()?, name, *seq, reason, json)
         }
+        Command::Keygen { out } => crate::keys::keygen(&cli.home()?, out.as_ref(), json),
+        Command::Sign { path, key } => crate::keys::sign(&cli.home()?, path, key.as_ref(), json),
+        Command::Trust { action } => crate::keys::trust(&cli.home()?, action, json),
+        Command::Policy { action } => crate::keys::policy(&cli.home()?, action.as_ref(), json),
         Command::Verify => verify(&cli.home()?, json),
         Command::Audit {
             action: Some(AuditAction::Verify),
@@ -94,6 +98,7 @@ pub(crate) fn dev_failure(e: DevError) -> Failure {
         e @ DevError::NotApprovable { .. } => {
             Failure::new(exit::REFUSED, "not_approvable", e.to_string())
         }
+        e @ DevError::Sign(_) => Failure::new(exit::REFUSED, "admission_config", e.to_string()),
         e => Failure::internal("developer", e.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 
 mod approve;
 mod commands;
+mod keys;
 mod output;
 mod run;
 
@@ -108,6 +109,31 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Make a signing key for `skillcell sign` (mode 0600; never overwrites one).
+    Keygen {
+        /// Where to write it (default: keys/signing.key in the data dir).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Sign a skill folder: writes skillcell.sig, ed25519 over its tree hash (without that
+    /// file) and its contract hash. Any later change to a file or the contract voids it.
+    Sign {
+        /// The skill folder.
+        path: PathBuf,
+        /// The signing key (default: keys/signing.key in the data dir).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// The operator's trusted signing keys.
+    Trust {
+        #[command(subcommand)]
+        action: TrustAction,
+    },
+    /// Show the operator's admission policy, or set one of its keys.
+    Policy {
+        #[command(subcommand)]
+        action: Option<PolicyAction>,
+    },
     /// Make the previous usable version current again.
     Rollback {
         /// Skill name.
@@ -158,6 +184,27 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustAction {
+    /// Trust a public key (`ed25519:<hex>`, as `keygen` prints it).
+    Add {
+        key: String,
+        /// Who the key belongs to, for reports.
+        #[arg(long)]
+        label: String,
+    },
+    /// Stop trusting a key.
+    Remove { key: String },
+    /// List the trusted keys.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyAction {
+    /// Set KEY (require-signature, allow-pip-options) to yes or no.
+    Set { key: String, value: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,7 +16,9 @@ mod approve;
 mod fsutil;
 mod install;
 mod ops;
+pub mod policy;
 mod scaffold;
+pub mod signing;
 
 use std::fs;
 use std::path::PathBuf;
@@ -60,6 +62,8 @@ pub enum DevError {
     NoPrevious { name: String },
     #[error("`{name}` has no version {}", .seq.map_or("marked current".to_owned(), |s| s.to_string()))]
     UnknownVersion { name: String, seq: Option<u32> },
+    #[error(transparent)]
+    Sign(#[from] signing::SignError),
     #[error("cannot approve `{name}` version {seq}: {why}")]
     NotApprovable { name: String, seq: u32, why: String },
 }

@@ -15,5 +15,6 @@ mod nw;
 mod pr;
 mod review;
 mod rs;
+mod signing;
 mod st;
 mod wasm;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use skillcell_audit::{Actor, Event};
 use skillcell_manifest::Report;
 use skillcell_store::tree::{self, TreeListing};
+use skillcell_types::finding::Severity;
 use skillcell_types::{Contract, Decision, Digest, Finding, SkillName, VersionState};
 
 /// Why a freshly installed version may not run yet.
@@ -22,6 +23,8 @@ pub const PENDING_REASON: &str =
     "waiting for a person to approve it: `skillcell approve NAME` at a terminal";
 
 use crate::fsutil::{Staging, force_remove_dir, make_read_only};
+use crate::policy::AdmissionPolicy;
+use crate::signing::{self, SIGNATURE_FILE, SignatureCheck, TrustList};
 use crate::{DevError, Developer, HistoryRow, now};
 
 /// Caps applied while copying or extracting a skill.
@@ -105,6 +108,8 @@ pub struct InstallOutcome {
     pub state: VersionState,
     /// What admission found, shown to the approver.
     pub findings: Vec<Finding>,
+    /// The folder's signature as checked against what was staged.
+    pub signature: SignatureCheck,
     /// Warnings from the SKILL.md checks.
     pub warnings: Report,
 }
@@ -172,6 +177,78 @@ pub(super) fn new_file(path: &Path, executable: bool) -> Result<File, DevError> 
         .mode(if executable { 0o755 } else { 0o644 })
         .open(path)
         .map_err(DevError::io(path))
+}
+
+/// Refuses an invalid signature always, and a missing or untrusted one when the operator
+/// requires a trusted signature; otherwise says in `findings` (info) what the signature is.
+fn admit_signature(
+    signature: &SignatureCheck,
+    policy: &AdmissionPolicy,
+    findings: &mut Vec<Finding>,
+) -> Result<(), DevError> {
+    let note = |rule: &str, message: String, hint: &str| Finding {
+        rule: rule.to_owned(),
+        severity: Severity::Info,
+        message,
+        file: SIGNATURE_FILE.to_owned(),
+        line: 0,
+        col: 0,
+        hint: hint.to_owned(),
+    };
+    match signature {
+        SignatureCheck::Invalid { why } => Err(refuse(
+            "bad_signature",
+            SIGNATURE_FILE,
+            format!(
+                "the signature is not valid for this skill ({why}); re-sign it (`skillcell sign DIR`) or remove it"
+            ),
+        )),
+        SignatureCheck::Unsigned if policy.require_signature => Err(refuse(
+            "signature_required",
+            SIGNATURE_FILE,
+            "the operator requires a trusted signature (config/admission.conf); the author signs with `skillcell sign DIR`",
+        )),
+        SignatureCheck::Valid {
+            key,
+            trusted_as: None,
+        } if policy.require_signature => Err(refuse(
+            "untrusted_signature",
+            SIGNATURE_FILE,
+            format!(
+                "signed by {key}, which the operator does not trust (`skillcell trust add {key} --label NAME`)"
+            ),
+        )),
+        SignatureCheck::Unsigned => {
+            findings.push(note(
+                "sig-unsigned",
+                "the skill is not signed: nobody vouches for these bytes".into(),
+                "the author can sign it with `skillcell sign DIR`",
+            ));
+            Ok(())
+        }
+        SignatureCheck::Valid {
+            key,
+            trusted_as: None,
+        } => {
+            findings.push(note(
+                "sig-untrusted",
+                format!("signed by {key}, a key the operator does not trust"),
+                "trust the author's key with `skillcell trust add KEY --label NAME` if you know it",
+            ));
+            Ok(())
+        }
+        SignatureCheck::Valid {
+            key,
+            trusted_as: Some(label),
+        } => {
+            findings.push(note(
+                "sig-trusted",
+                format!("signed by {label} ({key})"),
+                "",
+            ));
+            Ok(())
+        }
+    }
 }
 
 impl Developer {
@@ -264,17 +341,22 @@ impl Developer {
                 unchanged: true,
                 state: current.3.parse().unwrap_or(VersionState::Pending),
                 findings: Vec::new(),
+                signature: SignatureCheck::Unsigned,
                 warnings: loaded.report,
             });
         }
+
+        let policy = AdmissionPolicy::load(&self.home)?;
+        let trust = TrustList::load(&self.home)?;
+        let signature = signing::check(&staged, &listing, name.as_str(), &contract_hash, &trust);
+        let mut findings: Vec<Finding> = Vec::new();
+        admit_signature(&signature, &policy, &mut findings)?;
 
         let (engine, compiled) = wasm::compile_modules(&staged, &listing, &manifest.contract)?;
         if let Some(engine) = engine {
             self.store_artifacts(&engine, &compiled)?;
         }
         let created_tree = self.place_tree(&staged, &listing.hash)?;
-        // The admission findings the approver will see (the static scan fills them in).
-        let findings: Vec<Finding> = Vec::new();
         match self.record_version(&manifest, &listing, &contract_hash, source, &findings) {
             Ok(seq) => Ok(InstallOutcome {
                 name,
@@ -287,6 +369,7 @@ impl Developer {
                 unchanged: false,
                 state: VersionState::Pending,
                 findings,
+                signature,
                 warnings: loaded.report,
             }),
             Err(e) => {
