@@ -15,7 +15,7 @@ use skillcell_audit::Event;
 use skillcell_egress::EgressSummary;
 use skillcell_sandbox::{
     CellLimits, CellSpec, Denial, EnforcementReport, HOME_DIR, Layer, Mount, MountKind, Outcome,
-    PROXY_PORT, SCRATCH_DIR, SKILL_DIR, placeholder_target,
+    PROXY_PORT, SCRATCH_DIR, SKILL_DIR, VerifiedFile, placeholder_target,
 };
 use skillcell_sandbox_linux::PreparedCell;
 use skillcell_sandbox_linux::grant::{GrantFd, Overlap};
@@ -244,11 +244,22 @@ pub fn plan(
     exec.sort();
     exec.dedup();
     let mut mounts = runtimes::merge_mounts(system_lists.iter().map(Vec::as_slice));
+    // A copy of exactly the files the gate hashed, each re-hashed while the cell copies it:
+    // a store file changed after the check is refused, not run.
     mounts.push(Mount {
         target: SKILL_DIR.into(),
-        kind: MountKind::System {
+        kind: MountKind::VerifiedCopy {
             host: resolved.dir.clone(),
-            exec: false,
+            files: resolved
+                .files
+                .iter()
+                .map(|f| VerifiedFile {
+                    path: f.path.clone(),
+                    sha256: f.digest.to_string(),
+                    size: f.size,
+                    executable: f.executable,
+                })
+                .collect(),
         },
     });
     mounts.push(Mount {

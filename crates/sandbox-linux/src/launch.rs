@@ -12,7 +12,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use skillcell_sandbox::{CellSpec, Mount, MountKind};
+use sha2::{Digest as _, Sha256};
+use skillcell_sandbox::{CellSpec, Mount, MountKind, VerifiedFile};
 
 use crate::grant::GrantFd;
 use crate::sys::cell::{self as sys, resolve};
@@ -144,6 +145,8 @@ pub struct LinuxCell {
     staging: &'static str,
     root: Option<OwnedFd>,
     captured: HashMap<usize, Captured>,
+    /// The host directories of verified copies, opened at capture.
+    sources: HashMap<usize, OwnedFd>,
     devices: Vec<(&'static str, OwnedFd)>,
     seccomp: Option<crate::seccomp::CellFilter>,
     /// (step, CLOCK_MONOTONIC µs) for the report's launch timings.
@@ -168,6 +171,7 @@ impl LinuxCell {
             staging: "/tmp",
             root: None,
             captured: HashMap::new(),
+            sources: HashMap::new(),
             devices: Vec::new(),
             seccomp,
             marks: Vec::with_capacity(16),
@@ -297,6 +301,73 @@ impl LinuxCell {
 
 const MS_SAFE: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
+/// Copies `f` from beneath `source` (no symlink followed, nothing outside it) into `dest`,
+/// hashing it on the way: a file whose bytes are not the approved ones fails the launch.
+fn copy_verified(source: &OwnedFd, dest: &OwnedFd, f: &VerifiedFile) -> Result<(), StepError> {
+    const STEP: &str = "verify";
+    let changed = |why: &str| StepError {
+        step: STEP,
+        message: format!(
+            "the skill's file {} {why} since its version was approved: refusing to run it (skillcell verify quarantines a tampered version)",
+            f.path
+        ),
+    };
+    let parts: Vec<&str> = f.path.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(StepError {
+            step: STEP,
+            message: format!("invalid file path {:?}", f.path),
+        });
+    }
+    let (dirs, name) = parts.split_at(parts.len() - 1);
+    let dir_flags = libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64;
+    let mut dir = sys::openat2(dest.as_raw_fd(), ".", dir_flags, 0)
+        .map_err(|e| StepError::io(STEP, "open the copy", e))?;
+    for d in dirs {
+        match sys::mkdirat(dir.as_raw_fd(), d, 0o755) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(StepError::io(STEP, format!("mkdir for {}", f.path), e)),
+        }
+        dir = sys::openat2(dir.as_raw_fd(), d, dir_flags, resolve::BENEATH_NO_LINKS)
+            .map_err(|e| StepError::io(STEP, format!("open the directory of {}", f.path), e))?;
+    }
+    let src = sys::openat2(
+        source.as_raw_fd(),
+        &f.path,
+        libc::O_RDONLY as u64 | libc::O_CLOEXEC as u64 | libc::O_NOFOLLOW as u64,
+        resolve::BENEATH_NO_LINKS,
+    )
+    .map_err(|_| changed("is gone or is no longer a plain file"))?;
+    let mode = if f.executable { 0o555 } else { 0o444 };
+    let dst = sys::create_file_at(dir.as_raw_fd(), name[0], mode)
+        .map_err(|e| StepError::io(STEP, format!("create {}", f.path), e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total: u64 = 0;
+    loop {
+        let n = sys::read(src.as_raw_fd(), &mut buf)
+            .map_err(|e| StepError::io(STEP, format!("read {}", f.path), e))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > f.size {
+            return Err(changed("grew"));
+        }
+        hasher.update(&buf[..n]);
+        sys::write_all(dst.as_raw_fd(), &buf[..n])
+            .map_err(|e| StepError::io(STEP, format!("copy {}", f.path), e))?;
+    }
+    if total != f.size || hex::encode(hasher.finalize()) != f.sha256 {
+        return Err(changed("changed"));
+    }
+    Ok(())
+}
+
 impl CellSys for LinuxCell {
     fn unshare_cgroup(&mut self) -> Result<(), StepError> {
         sys::unshare(libc::CLONE_NEWCGROUP)
@@ -351,6 +422,27 @@ impl CellSys for LinuxCell {
                     attrs |= sys::MOUNT_ATTR_RDONLY;
                 }
                 (fd, attrs, shown)
+            }
+            MountKind::VerifiedCopy { host, .. } => {
+                let host_s = host.to_str().ok_or(StepError {
+                    step: STEP,
+                    message: format!("{} is not UTF-8", host.display()),
+                })?;
+                let fd = sys::openat2(
+                    libc::AT_FDCWD,
+                    host_s,
+                    libc::O_PATH as u64 | libc::O_DIRECTORY as u64,
+                    resolve::NO_LINKS,
+                )
+                .map_err(|e| {
+                    StepError::io(
+                        STEP,
+                        format!("open {host_s} (it must be a directory and contain no symlink)"),
+                        e,
+                    )
+                })?;
+                self.sources.insert(index, fd);
+                return Ok(());
             }
             MountKind::Tmpfs { .. }
             | MountKind::File { .. }
@@ -426,6 +518,43 @@ impl CellSys for LinuxCell {
                 let point = self.mount_point(STEP, target, cap.is_dir)?;
                 sys::attach_tree(cap.tree.as_raw_fd(), point.as_raw_fd())
                     .map_err(|e| StepError::io(STEP, format!("attach {target}"), e))
+            }
+            MountKind::VerifiedCopy { files, .. } => {
+                let source = self.sources.remove(&index).ok_or(StepError {
+                    step: STEP,
+                    message: format!("{target} was not captured"),
+                })?;
+                let point = self.ensure_dir(STEP, target)?;
+                // tmpfs counts whole pages per file, and an inode per file and directory.
+                let pages: u64 = files.iter().map(|f| f.size.div_ceil(4096) + 1).sum();
+                let size = (pages + 16) * 4096;
+                let inodes = files.len() as u64 * 2 + 16;
+                Self::mount_on(
+                    STEP,
+                    "tmpfs",
+                    &point,
+                    MS_SAFE | libc::MS_NOEXEC,
+                    &format!("mode=0755,size={size},nr_inodes={inodes}"),
+                )?;
+                let dest = sys::openat2(
+                    self.root(STEP)?,
+                    target,
+                    libc::O_DIRECTORY as u64 | libc::O_RDONLY as u64,
+                    resolve::IN_ROOT,
+                )
+                .map_err(|e| StepError::io(STEP, format!("open {target}"), e))?;
+                for f in files {
+                    copy_verified(&source, &dest, f)?;
+                }
+                let path = format!("/proc/self/fd/{}", dest.as_raw_fd());
+                sys::mount(
+                    None,
+                    &path,
+                    None,
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | MS_SAFE | libc::MS_NOEXEC,
+                    None,
+                )
+                .map_err(|e| StepError::io(STEP, format!("make {target} read-only"), e))
             }
             MountKind::Tmpfs { size_bytes } => {
                 let point = self.ensure_dir(STEP, target)?;

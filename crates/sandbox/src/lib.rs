@@ -77,6 +77,15 @@ pub enum MountKind {
         rest: String,
         writable: bool,
     },
+    /// A read-only, `noexec` tmpfs holding a copy of `files` from the host directory `host`
+    /// (canonical, opened refusing symlinks, each file opened beneath it refusing symlinks),
+    /// each file hashed while it is copied and compared with its approved digest: the cell
+    /// holds exactly the approved bytes, or does not start. Whoever changes the host folder
+    /// after the check cannot change what the run reads.
+    VerifiedCopy {
+        host: PathBuf,
+        files: Vec<VerifiedFile>,
+    },
     /// A private tmpfs capped at `size_bytes`; `noexec`.
     Tmpfs { size_bytes: u64 },
     /// A generated read-only file (e.g. `/etc/passwd`).
@@ -87,6 +96,17 @@ pub enum MountKind {
     /// An empty directory owned by the cell's user, made on the mount below it (e.g. `HOME` on
     /// the scratch tmpfs).
     Dir,
+}
+
+/// One file of a [`MountKind::VerifiedCopy`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedFile {
+    /// `/`-separated, relative, without `.` or `..` components.
+    pub path: String,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+    pub size: u64,
+    pub executable: bool,
 }
 
 /// Limits a cell enforces. Zero never means "unlimited": the runtime always fills them.

@@ -276,16 +276,14 @@ fn the_wall_clock_holds_while_the_callers_stdout_is_not_read() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 5. resolve re-hashes the stored tree, then the init binds the live directory: a file of the
-//    store changed after the check (by any process of the caller's uid: chmod is enough) is
-//    what the run executes, and the audit trail says "usable and intact".
+// 5. (fixed) resolve re-hashed the stored tree, then the init bound the live directory: a file
+//    of the store changed after the check (by any process of the caller's uid: chmod is
+//    enough) was what the run executed. The cell now holds a copy of the approved files, each
+//    re-hashed while copied. Positive control: the approved helper runs (it leaves a file).
 
 const TOCTOU_MAIN: &str = "wait_for_host()\nimport helper\n";
 
 #[test]
-#[ignore = "known gap, the AU case of the admission issue (5): the tree is re-hashed at resolve, \
-            then bound live; the fix is copying the approved bytes into the cell while hashing \
-            them (or fs-verity)"]
 fn a_store_file_changed_after_resolve_is_not_what_the_run_executes() {
     let lab = Lab::new();
     let main = format!("{PROBE_WAIT}{TOCTOU_MAIN}");
@@ -298,10 +296,13 @@ fn a_store_file_changed_after_resolve_is_not_what_the_run_executes() {
         ],
         &[
             ("main.py", main.as_str()),
-            ("helper.py", "print('the approved helper')\n"),
+            (
+                "helper.py",
+                "import os\nopen(os.environ['SKILLCELL_PATH_LOOT'] + '/approved', 'w').write('x')\n",
+            ),
         ],
     );
-    let tree = store_tree_with(&lab, "helper.py", "the approved helper");
+    let tree = store_tree_with(&lab, "helper.py", "approved");
     let t = token("toctou");
     let loot = format!("LOOT={}", lab.s("loot"));
     let probe = lab.probe("rv-toctou", &["--path", &loot], &t);
@@ -314,6 +315,12 @@ fn a_store_file_changed_after_resolve_is_not_what_the_run_executes() {
     )
     .expect("tamper");
     let out = probe.finish();
+    assert!(
+        lab.path("loot/approved").exists(),
+        "the approved helper did not run: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         !lab.path("loot/tampered").exists(),
         "the run executed a store file changed after its integrity check: {}{}",
