@@ -32,7 +32,8 @@ pub fn audit(
     };
     manifest::collect(&mut c)?;
     let mut findings = std::mem::take(&mut c.findings);
-    let dependencies = std::mem::take(&mut c.dependencies);
+    let mut dependencies = std::mem::take(&mut c.dependencies);
+    dependencies.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     for dep in &dependencies {
         judge_name(dep, policy, &mut findings);
         if dep.url.is_some() {

@@ -71,6 +71,7 @@ pub struct AuditPolicy {
 /// The result of [`crate::audit`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SupplyReport {
+    /// Sorted by file, line and column.
     pub dependencies: Vec<Dependency>,
     /// Sorted by file, line, column and rule.
     pub findings: Vec<Finding>,

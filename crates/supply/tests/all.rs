@@ -1,1 +1,8 @@
 //! Integration tests of skillcell-supply, one binary.
+
+mod advisories;
+mod common;
+mod import;
+mod manifests;
+mod requirements;
+mod typosquats;
