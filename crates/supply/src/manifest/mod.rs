@@ -140,8 +140,8 @@ impl Collector<'_> {
 }
 
 /// The files of `root` worth reading, as (relative `/`-separated path, absolute path), in a
-/// stable order. Symlinks are not followed.
-fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>, SupplyError> {
+/// stable order, and whether the walk stopped at [`MAX_FILES`]. Symlinks are not followed.
+fn walk(root: &Path) -> Result<(Vec<(String, PathBuf)>, bool), SupplyError> {
     let mut out = Vec::new();
     let mut stack = vec![(String::new(), root.to_owned())];
     while let Some((rel_dir, dir)) = stack.pop() {
@@ -166,14 +166,15 @@ fn walk(root: &Path) -> Result<Vec<(String, PathBuf)>, SupplyError> {
                 stack.push((rel, e.path()));
             } else if ft.is_file() {
                 out.push((rel, e.path()));
-                if out.len() > MAX_FILES {
-                    return Ok(out);
+                if out.len() >= MAX_FILES {
+                    out.sort();
+                    return Ok((out, true));
                 }
             }
         }
     }
     out.sort();
-    Ok(out)
+    Ok((out, false))
 }
 
 /// Whether a file name is a requirement file read on its own (`requirements*.txt`).
@@ -185,7 +186,19 @@ fn is_requirements_name(name: &str) -> bool {
 /// Reads every manifest under `collector.root`.
 pub(crate) fn collect(c: &mut Collector<'_>) -> Result<(), SupplyError> {
     let root = c.root.clone();
-    for (rel, abs) in walk(&root)? {
+    let (files, truncated) = walk(&root)?;
+    if truncated {
+        c.finding(
+            rules::UNPARSABLE,
+            Severity::High,
+            "",
+            0,
+            0,
+            format!("the skill folder has more than {MAX_FILES} files; only the first were read"),
+            "remove vendored trees and generated files from the skill folder",
+        );
+    }
+    for (rel, abs) in files {
         let name = rel.rsplit('/').next().unwrap_or(&rel).to_owned();
         if is_requirements_name(&name) {
             requirements::read(c, &abs, &rel, 0)?;
