@@ -4,5 +4,6 @@ mod advisories;
 mod common;
 mod import;
 mod manifests;
+mod parsers;
 mod requirements;
 mod typosquats;
