@@ -262,3 +262,37 @@ fn invalid_package_json_is_reported() {
         1
     );
 }
+
+#[test]
+fn every_reported_rule_is_listed_once_and_the_report_serializes() {
+    let ids: Vec<&str> = skillcell_supply::rules().iter().map(|r| r.id).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "duplicate rule ids: {ids:?}");
+    let dir = skill(&[
+        (
+            "requirements.txt",
+            "--index-url https://x\n--trusted-host x\n-f x\n-e .\n--pre\n-c c.txt\n--no-deps\nreqeusts\nx @ https://x\n-r ../out.txt\n-r missing.txt\nbad=1\n",
+        ),
+        (
+            "package.json",
+            r#"{"dependencies": {"a": "file:x"}, "scripts": {"install": "x"}}"#,
+        ),
+    ]);
+    let report = audit_strict(dir.path(), None);
+    for f in &report.findings {
+        let rule = skillcell_supply::rules()
+            .iter()
+            .find(|r| r.id == f.rule)
+            .unwrap_or_else(|| panic!("{} is not listed by rules()", f.rule));
+        // Under the strict policy each finding has its rule's listed severity.
+        assert_eq!(f.severity, rule.severity, "{}", f.rule);
+    }
+    let seen: std::collections::BTreeSet<&str> =
+        report.findings.iter().map(|f| f.rule.as_str()).collect();
+    assert!(seen.len() >= 13, "{seen:?}");
+    let json = serde_json::to_value(&report).expect("serialize");
+    assert!(json["findings"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(json["db"].is_null());
+}
