@@ -38,6 +38,9 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Sign { path, key } => crate::keys::sign(&cli.home()?, path, key.as_ref(), json),
         Command::Trust { action } => crate::keys::trust(&cli.home()?, action, json),
         Command::Policy { action } => crate::keys::policy(&cli.home()?, action.as_ref(), json),
+        Command::Advisories { action } => {
+            crate::keys::advisories(&cli.home()?, action.as_ref(), json)
+        }
         Command::Verify => verify(&cli.home()?, json),
         Command::Audit {
             action: Some(AuditAction::Verify),
@@ -98,6 +101,29 @@ pub(crate) fn dev_failure(e: DevError) -> Failure {
         e @ DevError::NotApprovable { .. } => {
             Failure::new(exit::REFUSED, "not_approvable", e.to_string())
         }
+        DevError::Inadmissible { findings } => Failure::new(
+            exit::REFUSED,
+            "inadmissible",
+            format!(
+                "install refused: {} critical finding(s):\n{}",
+                findings.len(),
+                findings
+                    .iter()
+                    .map(|f| format!(
+                        "  [{}] {} {}:{}:{} {}\n    fix: {}",
+                        f.severity,
+                        escape(&f.rule),
+                        escape(&f.file),
+                        f.line,
+                        f.col,
+                        escape(&f.message),
+                        escape(&f.hint)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        )
+        .with_detail(findings),
         e @ DevError::Sign(_) => Failure::new(exit::REFUSED, "admission_config", e.to_string()),
         e => Failure::internal("developer", e.to_string()),
     }

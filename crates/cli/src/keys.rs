@@ -1,5 +1,5 @@
 //! Signing keys, signatures, the trust list and the admission policy: `keygen`, `sign`,
-//! `trust`, `policy`.
+//! `trust`, `policy`; and the offline advisory database, `advisories`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,9 @@ use skillcell_store::Home;
 use skillcell_types::text::escape;
 
 use crate::output::{Failure, print_json};
-use crate::{PolicyAction, TrustAction, exit, outln};
+use std::io::IsTerminal;
+
+use crate::{AdvisoriesAction, PolicyAction, TrustAction, exit, outln};
 
 fn sign_failure(e: SignError) -> Failure {
     match e {
@@ -136,6 +138,80 @@ pub fn policy(home: &Home, action: Option<&PolicyAction>, json: bool) -> Result<
             _ => current.allow_pip_options,
         };
         outln!("{key} = {}    # {meaning}", flag(value));
+    }
+    Ok(exit::OK)
+}
+
+pub fn advisories(
+    home: &Home,
+    action: Option<&AdvisoriesAction>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let path = home.advisories_db();
+    let supply_failure = |e: skillcell_supply::SupplyError| match e {
+        e @ skillcell_supply::SupplyError::Io { .. } => Failure::internal("io", e.to_string()),
+        e => Failure::new(exit::REFUSED, "refused", e.to_string()),
+    };
+    match action {
+        Some(AdvisoriesAction::Import { path: source }) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Failure::internal("io", format!("{}: {e}", dir.display())))?;
+            }
+            let mut db = skillcell_supply::AdvisoryDb::open(&path).map_err(supply_failure)?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            if json || !std::io::stderr().is_terminal() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            bar.set_message(format!("importing {}", source.display()));
+            let stats = db
+                .import(source, &mut |n| bar.set_position(n))
+                .map_err(supply_failure);
+            bar.finish_and_clear();
+            let stats = stats?;
+            if json {
+                print_json(&stats)?;
+            } else {
+                outln!(
+                    "imported {} OSV records from {}: {} new, {} updated, {} unchanged, {} older than stored, {} files skipped",
+                    stats.records,
+                    escape(&stats.source),
+                    stats.inserted,
+                    stats.updated,
+                    stats.unchanged,
+                    stats.skipped_older,
+                    stats.skipped_files
+                );
+            }
+        }
+        None => {
+            if !path.exists() {
+                if json {
+                    print_json(&serde_json::Value::Null)?;
+                } else {
+                    outln!(
+                        "no advisory database yet: install audits dependencies without one (and says so); load OSV data with `skillcell advisories import PATH`"
+                    );
+                }
+                return Ok(exit::OK);
+            }
+            let info = skillcell_supply::AdvisoryDb::open(&path)
+                .and_then(|db| db.info())
+                .map_err(supply_failure)?;
+            if json {
+                print_json(&info)?;
+            } else {
+                outln!("{}: {} advisories", info.path, info.advisories);
+                if let Some(last) = &info.last_import {
+                    outln!(
+                        "last import: {} from {} ({} records)",
+                        last.imported_at,
+                        escape(&last.source),
+                        last.records
+                    );
+                }
+            }
+        }
     }
     Ok(exit::OK)
 }

@@ -134,6 +134,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<PolicyAction>,
     },
+    /// The offline advisory database install audits dependencies against: show it, or
+    /// import OSV data (the per-ecosystem all.zip OSV publishes, a folder of records, or one).
+    Advisories {
+        #[command(subcommand)]
+        action: Option<AdvisoriesAction>,
+    },
     /// Make the previous usable version current again.
     Rollback {
         /// Skill name.
@@ -205,6 +211,12 @@ enum TrustAction {
 enum PolicyAction {
     /// Set KEY (require-signature, allow-pip-options) to yes or no.
     Set { key: String, value: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdvisoriesAction {
+    /// Import OSV records; newer `modified` replaces older, all or nothing.
+    Import { path: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

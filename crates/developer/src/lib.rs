@@ -64,6 +64,13 @@ pub enum DevError {
     UnknownVersion { name: String, seq: Option<u32> },
     #[error(transparent)]
     Sign(#[from] signing::SignError),
+    #[error("admission refused: {}", .findings.iter().map(|f| format!("[{}] {} {}:{}: {}", f.severity, f.rule, f.file, f.line, f.message)).collect::<Vec<_>>().join("; "))]
+    Inadmissible {
+        /// The critical findings.
+        findings: Vec<skillcell_types::Finding>,
+    },
+    #[error("advisory database: {0}")]
+    Supply(#[from] skillcell_supply::SupplyError),
     #[error("cannot approve `{name}` version {seq}: {why}")]
     NotApprovable { name: String, seq: u32, why: String },
 }

@@ -106,6 +106,11 @@ impl Home {
         self.root.join("config")
     }
 
+    /// The offline advisory database (`skillcell advisories import`), read by install.
+    pub fn advisories_db(&self) -> PathBuf {
+        self.root.join("advisories").join("osv.db")
+    }
+
     pub fn egress_config(&self) -> PathBuf {
         self.config_dir().join("egress.conf")
     }

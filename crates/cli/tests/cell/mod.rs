@@ -17,4 +17,5 @@ mod review;
 mod rs;
 mod signing;
 mod st;
+mod supply;
 mod wasm;

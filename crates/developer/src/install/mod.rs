@@ -252,6 +252,26 @@ fn admit_signature(
 }
 
 impl Developer {
+    /// The supply-chain audit of the staged folder, against the advisory database when one
+    /// was imported (without one the report says so; it is never a clean bill).
+    fn audit_supply(
+        &self,
+        staged: &Path,
+        policy: &AdmissionPolicy,
+    ) -> Result<skillcell_supply::SupplyReport, DevError> {
+        let db_path = self.home.advisories_db();
+        let db = if db_path.exists() {
+            Some(skillcell_supply::AdvisoryDb::open(&db_path)?)
+        } else {
+            None
+        };
+        let audit_policy = skillcell_supply::AuditPolicy {
+            allow_pip_options: policy.allow_pip_options,
+            ..skillcell_supply::AuditPolicy::default()
+        };
+        Ok(skillcell_supply::audit(staged, db.as_ref(), &audit_policy)?)
+    }
+
     /// Installs the skill at `source` (folder, `.zip` or `.skill`). All or nothing.
     pub fn install(&mut self, source: &Path) -> Result<InstallOutcome, DevError> {
         let result = self.install_inner(source);
@@ -351,6 +371,16 @@ impl Developer {
         let signature = signing::check(&staged, &listing, name.as_str(), &contract_hash, &trust);
         let mut findings: Vec<Finding> = Vec::new();
         admit_signature(&signature, &policy, &mut findings)?;
+        let supply = self.audit_supply(&staged, &policy)?;
+        findings.extend(supply.findings);
+        let critical: Vec<Finding> = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Critical)
+            .cloned()
+            .collect();
+        if !critical.is_empty() {
+            return Err(DevError::Inadmissible { findings: critical });
+        }
 
         let (engine, compiled) = wasm::compile_modules(&staged, &listing, &manifest.contract)?;
         if let Some(engine) = engine {
