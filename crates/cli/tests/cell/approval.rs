@@ -132,3 +132,57 @@ fn a_usable_mark_without_a_matching_approval_is_refused() {
     assert_eq!(r.json["error"]["kind"], "tampered", "{r:?}");
     assert!(!lab.path("ws/made").exists());
 }
+
+/// After approval, any change to the stored tree (the entry script, a helper module, SKILL.md,
+/// a planted `.pyc`) refuses the run as tampered before anything starts; the file the skill
+/// would create stays absent. Positive control: with the approved bytes back, it runs.
+#[test]
+fn tampering_after_approval_refuses_the_run() {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    lab.install(
+        "approved-maker",
+        &["skillcell.entry: main.py", "skillcell.fs.write: $WORKSPACE"],
+        &[
+            ("main.py", "import helper\nhelper.make()\n"),
+            (
+                "helper.py",
+                "import os\ndef make():\n    open(os.path.join(os.environ['SKILLCELL_PATH_WORKSPACE'], 'made'), 'w').write('x')\n",
+            ),
+        ],
+    );
+    let ws = lab.s("ws");
+    let tree = super::fs::store_tree_with(&lab, "helper.py", "def make");
+    let writable = |p: &std::path::Path| {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    writable(&tree);
+    let run_is_refused = |what: &str| {
+        let r = lab.run(&["approved-maker", "--workspace", &ws]);
+        assert_eq!(r.code, 125, "{what}: {r:?}");
+        assert_eq!(r.json["error"]["kind"], "tampered", "{what}: {r:?}");
+        assert!(!lab.path("ws/made").exists(), "{what}: the skill ran");
+    };
+    for file in ["main.py", "helper.py", "SKILL.md"] {
+        let path = tree.join(file);
+        let original = fs::read(&path).expect("read");
+        writable(&path);
+        let mut changed = original.clone();
+        changed.extend_from_slice(b"\n# changed\n");
+        fs::write(&path, &changed).expect("tamper");
+        run_is_refused(file);
+        fs::write(&path, &original).expect("restore");
+    }
+    let cache = tree.join("__pycache__");
+    fs::create_dir_all(&cache).expect("mkdir");
+    fs::write(cache.join("helper.cpython-311.pyc"), b"\x00planted").expect("plant");
+    run_is_refused("a planted .pyc");
+    fs::remove_dir_all(&cache).expect("unplant");
+
+    // Positive control: the approved bytes again.
+    let r = lab.run(&["approved-maker", "--workspace", &ws]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(lab.path("ws/made").exists());
+}
