@@ -335,10 +335,15 @@ fn copy_verified(source: &OwnedFd, dest: &OwnedFd, f: &VerifiedFile) -> Result<(
         dir = sys::openat2(dir.as_raw_fd(), d, dir_flags, resolve::BENEATH_NO_LINKS)
             .map_err(|e| StepError::io(STEP, format!("open the directory of {}", f.path), e))?;
     }
+    // O_NONBLOCK: a FIFO swapped into the store opens at once and reads as empty (a
+    // mismatch) instead of holding the launch; regular files ignore the flag.
     let src = sys::openat2(
         source.as_raw_fd(),
         &f.path,
-        libc::O_RDONLY as u64 | libc::O_CLOEXEC as u64 | libc::O_NOFOLLOW as u64,
+        libc::O_RDONLY as u64
+            | libc::O_CLOEXEC as u64
+            | libc::O_NOFOLLOW as u64
+            | libc::O_NONBLOCK as u64,
         resolve::BENEATH_NO_LINKS,
     )
     .map_err(|_| changed("is gone or is no longer a plain file"))?;
