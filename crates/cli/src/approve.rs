@@ -131,15 +131,8 @@ fn show_review(tty: &mut File, review: &Review, accept: &[String]) -> Result<(),
             review.findings.len()
         ));
         for f in &review.findings {
-            text.push_str(&format!(
-                "  [{}] {} {}:{}:{} {}\n",
-                f.severity,
-                escape(&f.rule),
-                escape(&f.file),
-                f.line,
-                f.col,
-                escape(&f.message)
-            ));
+            text.push_str(&crate::output::finding_line(f));
+            text.push('\n');
         }
     }
     if !accept.is_empty() {

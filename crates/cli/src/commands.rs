@@ -12,7 +12,7 @@ use skillcell_store::{Home, RegistryError, RegistryReader};
 use skillcell_types::text::escape;
 
 use crate::outln;
-use crate::output::{Failure, Table, escape_multiline, print_json};
+use crate::output::{Failure, Table, escape_multiline, finding_line, print_json};
 use crate::{AuditAction, Cli, Command, exit};
 
 pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
@@ -109,16 +109,7 @@ pub(crate) fn dev_failure(e: DevError) -> Failure {
                 findings.len(),
                 findings
                     .iter()
-                    .map(|f| format!(
-                        "  [{}] {} {}:{}:{} {}\n    fix: {}",
-                        f.severity,
-                        escape(&f.rule),
-                        escape(&f.file),
-                        f.line,
-                        f.col,
-                        escape(&f.message),
-                        escape(&f.hint)
-                    ))
+                    .map(|f| format!("{}\n    fix: {}", finding_line(f), escape(&f.hint)))
                     .collect::<Vec<_>>()
                     .join("\n")
             ),
@@ -271,15 +262,7 @@ fn install(home: &Home, path: &Path, json: bool) -> Result<u8, Failure> {
         outln!("  - {}", escape(&line));
     }
     for f in &out.findings {
-        outln!(
-            "  [{}] {} {}:{}:{} {}",
-            f.severity,
-            escape(&f.rule),
-            escape(&f.file),
-            f.line,
-            f.col,
-            escape(&f.message)
-        );
+        outln!("{}", finding_line(f));
     }
     outln!(
         "it is pending: it runs once a person approves it with `skillcell approve {}` at a terminal",

@@ -126,3 +126,17 @@ impl Table {
         }
     }
 }
+
+/// One admission finding on a line for people, `  [severity] rule file:line:col message`,
+/// everything from the skill escaped.
+pub fn finding_line(f: &skillcell_types::Finding) -> String {
+    format!(
+        "  [{}] {} {}:{}:{} {}",
+        f.severity,
+        escape(&f.rule),
+        escape(&f.file),
+        f.line,
+        f.col,
+        escape(&f.message)
+    )
+}

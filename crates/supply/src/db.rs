@@ -530,12 +530,7 @@ impl Importer<'_, '_> {
                 path: dir.clone(),
                 source,
             };
-            let mut entries = fs::read_dir(&dir)
-                .map_err(io_err)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(io_err)?;
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
+            for e in crate::manifest::sorted_entries(&dir)? {
                 let ft = e.file_type().map_err(io_err)?;
                 let p = e.path();
                 if ft.is_dir() {

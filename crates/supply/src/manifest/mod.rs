@@ -149,11 +149,7 @@ fn walk(root: &Path) -> Result<(Vec<(String, PathBuf)>, bool), SupplyError> {
             path: dir.clone(),
             source,
         };
-        let mut entries = fs::read_dir(&dir)
-            .map_err(io_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io_err)?;
-        entries.sort_by_key(|e| e.file_name());
+        let entries = sorted_entries(&dir)?;
         for e in entries.into_iter().rev() {
             let name = e.file_name().to_string_lossy().into_owned();
             let rel = if rel_dir.is_empty() {
@@ -184,6 +180,20 @@ fn is_requirements_name(name: &str) -> bool {
 }
 
 /// Reads every manifest under `collector.root`.
+/// The entries of `dir`, sorted by name (walks are deterministic).
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<fs::DirEntry>, SupplyError> {
+    let io_err = |source| SupplyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries = fs::read_dir(dir)
+        .map_err(io_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io_err)?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
 pub(crate) fn collect(c: &mut Collector<'_>) -> Result<(), SupplyError> {
     let root = c.root.clone();
     let (files, truncated) = walk(&root)?;
