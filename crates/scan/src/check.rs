@@ -81,6 +81,14 @@ fn write_allowed(path: &str, contract: &Contract) -> bool {
     })
 }
 
+/// `SKILLCELL_PATH_<NAME>`, which the cell sets for each declared placeholder.
+fn placeholder_var(name: &str, contract: &Contract) -> bool {
+    let Some(p) = name.strip_prefix("SKILLCELL_PATH_") else {
+        return false;
+    };
+    contract.placeholders().contains(&p)
+}
+
 /// Compares usage with the contract and emits the declared-vs-used findings.
 pub(crate) fn compare(contract: &Contract, out: &mut Out) {
     let usage = std::mem::take(&mut out.usage);
@@ -155,7 +163,10 @@ pub(crate) fn compare(contract: &Contract, out: &mut Out) {
         );
     }
     for (name, at) in env {
-        if RESERVED_ENV.contains(&name.as_str()) || contract.env.iter().any(|e| &e.0 == name) {
+        if RESERVED_ENV.contains(&name.as_str())
+            || contract.env.iter().any(|e| &e.0 == name)
+            || placeholder_var(name, contract)
+        {
             continue;
         }
         let hint = match dangerous_env(name) {

@@ -543,7 +543,8 @@ impl Sh<'_> {
             return;
         };
         let name = text(v, self.src);
-        if self.assigned.contains(name) || SHELL_VARS.contains(&name) {
+        let positional = name.starts_with(|c: char| c.is_ascii_digit());
+        if positional || self.assigned.contains(name) || SHELL_VARS.contains(&name) {
             return;
         }
         out.usage.env(name, &self.loc(n));
