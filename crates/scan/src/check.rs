@@ -250,7 +250,12 @@ pub(crate) fn used(usage: &Usage) -> UsedCapabilities {
         network: usage.network.is_some(),
         hosts: usage.hosts.keys().cloned().collect(),
         env: usage.env.keys().cloned().collect(),
-        exec: usage.exec.keys().cloned().collect(),
+        exec: usage
+            .exec
+            .iter()
+            .filter(|(p, at)| !own_interpreter(p, &at.file))
+            .map(|(p, _)| p.clone())
+            .collect(),
         paths_written: usage.writes.keys().cloned().collect(),
     }
 }

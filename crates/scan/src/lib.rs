@@ -80,7 +80,8 @@ pub struct UsedCapabilities {
     pub hosts: BTreeSet<String>,
     /// Environment variables read by literal name.
     pub env: BTreeSet<String>,
-    /// Programs started, as written (`git`, `/usr/bin/jq`).
+    /// Programs started besides the interpreter of the file that starts them, as written
+    /// (`git`, `/usr/bin/jq`).
     pub exec: BTreeSet<String>,
     /// Paths written, when literal (relative ones as written).
     pub paths_written: BTreeSet<String>,

@@ -27,7 +27,8 @@ fn whole(rel: &str) -> Loc {
     }
 }
 
-/// Lists the regular files under `root` in a stable order (by name, depth first).
+/// Lists the regular files under `root` in a stable order: by name, the files of a directory
+/// before those of its subdirectories.
 pub(crate) fn walk(
     root: &Path,
     config: &ScanConfig,

